@@ -1,0 +1,83 @@
+"""Every Prometheus metric of Frame Buffer v2, declared once.
+
+Names marked (v1) are the ones dashboards of the previous frame buffer use; they keep
+their meaning. Each process (worker, bridge, processor) serves the default registry on its
+own port, so two workers on one host never clash: the port is per process, not per host.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# --- router (Faust worker) -----------------------------------------------------------
+FRAMES_ROUTED = Counter(
+    "frame_buffer_frames_routed_total", "Frames routed to a processor (v1)", ["processor_id", "capability"]
+)
+ROUTING_LATENCY = Histogram(
+    "frame_buffer_routing_latency_seconds",
+    "Time to decide and hand one frame on (v1)",
+    buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+FRAMES_DROPPED = Counter(
+    "frame_buffer_frames_dropped_total",
+    "Frames not delivered to any processor, by reason; each also went to the dead-letter topic (v1)",
+    ["reason"],
+)
+FRAMES_SHED = Counter(
+    "frame_buffer_frames_shed_total", "Frames shed under saturation, by camera and reason", ["camera_id", "reason"]
+)
+FRAMES_DEDUPED = Counter(
+    "frame_buffer_frames_deduplicated_total", "Re-delivered (frame_id, capability) pairs dropped as duplicates"
+)
+FRAMES_REROUTED = Counter(
+    "frame_buffer_frames_rerouted_total", "Frames moved off an unhealthy processor's backlog", ["from_processor"]
+)
+BACKPRESSURE_LEVEL = Gauge(
+    "frame_buffer_backpressure_level", "0 NORMAL, 1 ELEVATED, 2 HIGH, 3 CRITICAL (v1)", ["processor_id"]
+)
+QUEUE_DEPTH = Gauge(
+    "frame_buffer_queue_depth", "Commit lag of the processor's consumer group, in frames (v1)", ["processor_id"]
+)
+PROCESSOR_HEALTHY = Gauge(
+    "frame_buffer_processor_healthy", "1 when the processor receives frames, else 0", ["processor_id"]
+)
+ROUTER_LAG = Gauge("frame_buffer_router_lag", "Commit lag of the routing agents on the captured topic", ["partition"])
+
+# --- dead letters (any process) ----------------------------------------------------------
+DEAD_LETTERED = Counter(
+    "frame_buffer_dead_lettered_total",
+    "Records written to the dead-letter topic, by reason and service",
+    ["reason", "service"],
+)
+
+# --- bridge -------------------------------------------------------------------------------
+BRIDGE_FRAMES = Counter(
+    "frame_buffer_bridge_frames_total", "Capture entries mirrored into Kafka, by outcome", ["outcome"]
+)
+BRIDGE_BATCH_SECONDS = Histogram(
+    "frame_buffer_bridge_batch_seconds", "Time from XREADGROUP to XACK of one batch", buckets=_LATENCY_BUCKETS
+)
+STREAM_BACKLOG = Gauge(
+    "frame_buffer_stream_backlog", "Capture stream entries not yet read by the bridge group (XINFO GROUPS lag)"
+)
+STREAM_PENDING = Gauge("frame_buffer_stream_pending", "Capture stream entries read but not yet acknowledged (XPENDING)")
+BRIDGE_THROTTLE = Gauge("frame_buffer_bridge_throttle", "0 running, 1 slowed, 2 paused by orchestrator backpressure")
+
+# --- processors (SDK) ----------------------------------------------------------------------
+PROCESSING_SECONDS = Histogram(
+    "frame_buffer_processing_seconds",
+    "Time spent in a processor's process()",
+    ["processor_id"],
+    buckets=_LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "frame_buffer_end_to_end_latency_seconds",
+    "captured_at to processed_at",
+    ["processor_id"],
+    buckets=_LATENCY_BUCKETS,
+)
+FRAMES_PROCESSED = Counter(
+    "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
+)

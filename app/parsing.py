@@ -1,0 +1,226 @@
+"""Turns a capture-stream entry into a FrameEvent, or into a precise reason why not.
+
+Capture services in the field write three forms, each key a Redis stream field:
+
+* flat: frame_id, camera_id, timestamp, width, ... every value a string;
+* v2: the same ids plus ``metadata`` and ``trace_context`` as JSON objects, storage_path;
+* wrapped: a single ``payload`` or ``event`` field holding the whole event as JSON.
+
+``parse_entry`` never raises: whatever the bytes, it returns a ``ParseOutcome``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.models import FrameEvent
+
+# Fields the flat and v2 forms define; everything else is kept as metadata.
+_KNOWN = frozenset(
+    {
+        "frame_id",
+        "camera_id",
+        "timestamp",
+        "captured_at",
+        "width",
+        "height",
+        "format",
+        "size_bytes",
+        "priority",
+        "detection_type",
+        "capabilities",
+        "traceparent",
+        "tracestate",
+        "frame_key",
+        "sequence",
+        "metadata",
+        "trace_context",
+        "storage_path",
+    }
+)
+_WRAPPERS = ("payload", "event")
+_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: anything later is not a capture time
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    reason: str
+    detail: str
+    frame_id: str | None = None
+    camera_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOutcome:
+    frame: FrameEvent | None
+    error: ParseError | None
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
+    """Redis gives bytes; keep undecodable bytes visible rather than dropping them."""
+    out: dict[str, str] = {}
+    for key, value in fields.items():
+        k = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
+        v = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+        out[k] = v
+    return out
+
+
+def _strict_utf8(fields: Mapping[Any, Any]) -> None:
+    for key, value in fields.items():
+        for part, what in ((key, "field name"), (value, "value")):
+            if isinstance(part, bytes):
+                try:
+                    part.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+                    raise _Invalid("invalid_encoding", f"{name}: {what} is not UTF-8 ({exc.reason})") from None
+
+
+def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
+    """ISO-8601 with or without offset (naive means UTC), or epoch seconds."""
+    if isinstance(value, bool):
+        raise _Invalid("invalid_field", f"{name}: expected ISO-8601 or epoch seconds, got a boolean")
+    if isinstance(value, int | float):
+        return _from_epoch(float(value), name)
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("invalid_field", f"{name}: expected ISO-8601 or epoch seconds, got {value!r:.80}")
+    text = value.strip()
+    try:
+        return _from_epoch(float(text), name)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise _Invalid("invalid_field", f"{name}: {text!r:.80} is neither ISO-8601 nor epoch seconds") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _from_epoch(seconds: float, name: str) -> datetime:
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_EPOCH:
+        raise _Invalid("invalid_field", f"{name}: epoch seconds {seconds!r} out of range")
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _json_object(text: Any, name: str) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str):
+        raise _Invalid("invalid_field", f"{name}: expected a JSON object")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _Invalid("invalid_json", f"{name}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _Invalid("invalid_json", f"{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _capabilities(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",") if c.strip()]
+    if isinstance(value, list) and all(isinstance(c, str) for c in value):
+        return [c.strip() for c in value if c.strip()]
+    raise _Invalid("invalid_field", f"{name}: expected a comma-separated string or a list of strings")
+
+
+def _build(doc: dict[str, Any], stream_id: str | None) -> FrameEvent:
+    for required in ("frame_id", "camera_id"):
+        value = doc.get(required)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise _Invalid("missing_field", f"{required}: required")
+    ts = doc.get("timestamp", doc.get("captured_at"))
+    if ts is None:
+        raise _Invalid("missing_field", "timestamp: required (ISO-8601 or epoch seconds)")
+    captured_at = parse_timestamp(ts, "timestamp" if "timestamp" in doc else "captured_at")
+
+    metadata_raw = doc.get("metadata")
+    metadata = _json_object(metadata_raw, "metadata") if metadata_raw not in (None, "") else {}
+    trace_raw = doc.get("trace_context")
+    trace = _json_object(trace_raw, "trace_context") if trace_raw not in (None, "") else {}
+
+    caps = _capabilities(doc.get("capabilities"), "capabilities")
+    caps += _capabilities(doc.get("detection_type"), "detection_type")
+    if not caps and "detection_type" in metadata:
+        caps = _capabilities(metadata["detection_type"], "metadata.detection_type")
+
+    extras = {k: v for k, v in doc.items() if k not in _KNOWN}
+    if doc.get("storage_path") not in (None, ""):
+        extras["storage_path"] = doc["storage_path"]
+    merged_meta = {**extras, **metadata}
+
+    candidate = {
+        "frame_id": str(doc["frame_id"]).strip(),
+        "camera_id": str(doc["camera_id"]).strip(),
+        "captured_at": captured_at,
+        "sequence": _blank_to_none(doc.get("sequence")),
+        "width": _blank_to_none(doc.get("width")),
+        "height": _blank_to_none(doc.get("height")),
+        "format": _blank_to_none(doc.get("format")),
+        "size_bytes": _blank_to_none(doc.get("size_bytes")),
+        "priority": _blank_to_none(doc.get("priority")) or 0,
+        "capabilities": caps,
+        "frame_key": _blank_to_none(doc.get("frame_key") or doc.get("storage_path")),
+        "traceparent": _blank_to_none(doc.get("traceparent") or trace.get("traceparent")),
+        "tracestate": _blank_to_none(doc.get("tracestate") or trace.get("tracestate")),
+        "metadata": merged_meta,
+        "stream_id": stream_id,
+    }
+    try:
+        return FrameEvent.model_validate(candidate)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "entry"
+        raise _Invalid("invalid_field", f"{loc}: {err['msg']} (got {err.get('input')!r:.80})") from None
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
+
+def parse_entry(fields: Mapping[Any, Any], stream_id: str | None = None) -> ParseOutcome:
+    """Parse one stream entry. Never raises."""
+    try:
+        raw = decode_fields(fields)
+    except Exception as exc:  # a Mapping whose items() misbehaves: still a reason, not a crash
+        return ParseOutcome(None, ParseError("invalid_entry", f"unreadable entry: {exc!r:.200}"))
+    hint_fid = raw.get("frame_id")
+    hint_cam = raw.get("camera_id")
+    try:
+        if not raw:
+            raise _Invalid("empty_entry", "entry has no fields")
+        _strict_utf8(fields)
+        wrapper = next((w for w in _WRAPPERS if w in raw), None)
+        if wrapper is not None:
+            doc = _json_object(raw[wrapper], wrapper)
+            hint_fid = doc.get("frame_id") if isinstance(doc.get("frame_id"), str) else hint_fid
+            hint_cam = doc.get("camera_id") if isinstance(doc.get("camera_id"), str) else hint_cam
+            doc = {k: v for k, v in doc.items()}
+            frame = _build(doc, stream_id)
+        else:
+            frame = _build(dict(raw), stream_id)
+        return ParseOutcome(frame, None, raw)
+    except _Invalid as exc:
+        return ParseOutcome(None, ParseError(exc.reason, exc.detail, hint_fid, hint_cam), raw)
+    except Exception as exc:  # defence in depth: the bridge must never stall on one entry
+        return ParseOutcome(
+            None, ParseError("invalid_entry", f"unexpected {type(exc).__name__}: {exc!s:.200}", hint_fid, hint_cam), raw
+        )

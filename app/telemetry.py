@@ -1,0 +1,91 @@
+"""OpenTelemetry: one trace per frame, carried in the capture entry and in Kafka headers.
+
+Each service calls ``setup_tracing`` once at its entrypoint. Hops pass the W3C context
+along as ``traceparent``/``tracestate`` Kafka headers; ``context_from_headers`` and
+``headers_for`` are the only two things the hot paths touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_HEADER_NAMES = ("traceparent", "tracestate")
+_configured = False
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def setup_tracing(
+    service_name: str,
+    otlp_endpoint: str | None = None,
+    sampling_ratio: float = 1.0,
+    extra_processors: Iterable[SpanProcessor] = (),
+) -> TracerProvider:
+    """Install the SDK provider once per process. Exports over OTLP/HTTP when an endpoint is given."""
+    global _configured
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(TraceIdRatioBased(sampling_ratio)),
+    )
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    for processor in extra_processors:
+        provider.add_span_processor(processor)
+    if not _configured:
+        trace.set_tracer_provider(provider)
+        _configured = True
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def context_from_traceparent(traceparent: str | None, tracestate: str | None = None) -> Context | None:
+    """The parent context written by the capture service, or None to start a new root."""
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    ctx = _PROPAGATOR.extract(carrier)
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def context_from_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Context | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    found = {
+        k: (v.decode("ascii", "replace") if isinstance(v, bytes | bytearray) else str(v))
+        for k, v in items
+        if k in _HEADER_NAMES and v
+    }
+    return context_from_traceparent(found.get("traceparent"), found.get("tracestate"))
+
+
+def headers_for(ctx: Context | None = None) -> list[tuple[str, bytes]]:
+    """W3C headers of the given (or current) context, ready for a Kafka record."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=ctx)
+    return [(k, v.encode("ascii")) for k, v in carrier.items()]
+
+
+def traceparent_of(ctx: Context | None = None) -> str | None:
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=ctx)
+    return carrier.get("traceparent")

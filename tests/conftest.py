@@ -1,0 +1,70 @@
+"""Shared fixtures: one dev stack (real Kafka and Redis) for the whole session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.devstack import DevStack, free_port
+from app.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[DevStack]:
+    """Real servers: KAFKA_BROKER/REDIS_URL if set, else testcontainers, else embedded."""
+    with DevStack() as dev:
+        yield dev
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix so each test has its own topics, groups and streams."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
+    """Settings pointing at the session stack with names of this test's own."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "kafka_broker": stack.kafka_url,
+            "redis_url": stack.redis_url,
+            "app_id": f"fo-{unique}",
+            "capture_stream": f"frames:metadata:{unique}",
+            "capture_group": f"bridge-{unique}",
+            "captured_topic": f"frames.captured.{unique}",
+            "dead_letter_topic": f"frames.dead-letter.{unique}",
+            "results_topic": f"frames.results.{unique}",
+            "control_topic": f"processors.control.{unique}",
+            "ready_topic_prefix": f"frames.ready.{unique}.",
+            "captured_partitions": 4,
+            "store": "memory://",
+            "data_dir": str(tmp_path / "data"),
+            "broker_rebalance_timeout": 2.0,
+            "broker_session_timeout": 6.0,
+            "broker_heartbeat_interval": 1.0,
+            "bridge_metrics_port": 0,
+            "web_port": free_port(),
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess needs to run with exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            env.pop(name.upper(), None)
+        elif isinstance(value, list):
+            env[name.upper()] = ",".join(value)
+        else:
+            env[name.upper()] = str(value)
+    return env
