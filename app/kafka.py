@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 log = logging.getLogger(__name__)
+
+_VISIBLE_POLLS = 100
+_VISIBLE_POLL_SECONDS = 0.1
 
 
 def reliable_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
@@ -28,7 +32,12 @@ def reliable_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 5
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int]], replication_factor: int = 1) -> None:
-    """Create topics that are missing; existing ones are left as they are."""
+    """Create topics that are missing; existing ones are left as they are.
+
+    CreateTopics reports failures per topic in its response instead of raising, so each
+    topic's error code is checked: "already exists" means a concurrent creator won the race,
+    anything else is raised.
+    """
     wanted = list(topics)
     if not wanted:
         return
@@ -49,12 +58,33 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int]
                     if name not in existing
                 ]
                 if missing:
-                    try:
-                        await admin.create_topics(missing)
-                    except TopicAlreadyExistsError:
-                        pass  # a concurrent creator won the race; the topic is there either way
-                    log.info("created topics %s", [t.name for t in missing])
+                    response = await admin.create_topics(missing)
+                    created = _check_created(response.to_object())
+                    if created:
+                        log.info("created topics %s", created)
+                    await _wait_visible(admin, {t.name for t in missing})
             finally:
                 await admin.close()
-    # Metadata of a new topic reaches every broker a moment later.
-    await asyncio.sleep(0)
+
+
+def _check_created(response: dict[str, Any]) -> list[str]:
+    """Names created by this request; raises the broker's error for any other failure."""
+    created: list[str] = []
+    for item in response.get("topic_errors", []):
+        code = int(item["error_code"])
+        if code == 0:
+            created.append(item["topic"])
+        elif code != TopicAlreadyExistsError.errno:
+            error = for_code(code)
+            raise error(f"creating topic {item['topic']!r}: {item.get('error_message') or error.message}")
+    return created
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    """A created topic reaches the metadata of every broker a moment later; clients need it there."""
+    for _ in range(_VISIBLE_POLLS):
+        if names <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(_VISIBLE_POLL_SECONDS)
+    waited = _VISIBLE_POLLS * _VISIBLE_POLL_SECONDS
+    raise KafkaTimeoutError(f"topics {sorted(names)} not in the metadata after {waited:.0f} s")

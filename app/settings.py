@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     store: str = Field("rocksdb://", description="Faust table store: rocksdb:// in production, memory:// in tests")
     data_dir: str = Field("./frame-orchestrator-data", description="Directory of the RocksDB table stores")
     web_host: str = Field("0.0.0.0", description="Interface the web API and dashboard bind to")
+    web_advertised_host: str | None = Field(
+        None, description="Host other workers use to reach this one's web API (default: the hostname)"
+    )
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the web API, dashboard and /metrics of a worker")
     broker_rebalance_timeout: float = Field(
         60.0, gt=0, description="Seconds the group coordinator waits for members to rejoin"

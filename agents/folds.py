@@ -1,0 +1,56 @@
+"""The agents that fold event topics into GlobalTables (the only writers of those tables).
+
+* fold_registry: processors.control -> processors
+* fold_load:     <app>-load-reports  -> processor_load
+* fold_stats:    <app>-worker-stats  -> worker_stats
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.registry_fold import UnknownProcessor, fold_control
+from app.context import Orchestrator
+from app.deadletter import dead_letter_event
+from app.models import ControlEvent
+
+log = logging.getLogger(__name__)
+
+
+def register_folds(orch: Orchestrator) -> None:
+    app, topics, tables, settings = orch.app, orch.topics, orch.tables, orch.settings
+
+    @app.agent(topics.control, name="fold_registry")
+    async def fold_registry(stream: Any) -> None:
+        async for event in stream.events():
+            key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else str(event.key)
+            try:
+                control = ControlEvent.model_validate_json(event.value)
+                updated = fold_control(tables.registry.get(control.processor_id), control, settings)
+            except (ValidationError, ValueError, UnknownProcessor) as exc:
+                reason = "unknown_processor" if isinstance(exc, UnknownProcessor) else "invalid_control_event"
+                await dead_letter_event(orch, reason, str(exc)[:500], key, event.value)
+                continue
+            if updated is None:
+                tables.registry.pop(control.processor_id, None)
+                log.info("processor %s deregistered", control.processor_id)
+            else:
+                if control.kind in ("register", "status"):
+                    log.info("processor %s: %s %s", control.processor_id, control.kind, updated["status"])
+                tables.registry[control.processor_id] = updated
+
+    @app.agent(topics.load_reports, name="fold_load")
+    async def fold_load(stream: Any) -> None:
+        async for event in stream.events():
+            report = json.loads(event.value)
+            tables.load[report["processor_id"]] = report
+
+    @app.agent(topics.worker_stats, name="fold_stats")
+    async def fold_stats(stream: Any) -> None:
+        async for event in stream.events():
+            snapshot = json.loads(event.value)
+            tables.worker_stats[snapshot["boot_id"]] = snapshot

@@ -1,0 +1,191 @@
+"""Processor health: a per-processor state machine fed heartbeats and committed offsets.
+
+Pure code: time comes in as epoch or monotonic seconds (the same clock for every call).
+
+- UNHEALTHY: no heartbeat for `heartbeat_misses` x `heartbeat_interval` seconds.
+- STALLED: heartbeats arrive, but the group's committed offsets have stood still for
+  `stall_timeout` seconds while lag is above zero and has not shrunk (work is piling up).
+- Back to HEALTHY after `recovery_heartbeats` fresh heartbeats, each seen with progress
+  since the one before: committed offsets moved, or lag is 0 (an idle processor has
+  nothing to commit and must still be able to recover).
+
+Statuses this tracker does not decide (DRAINING, DEREGISTERED) are left as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.models import ProcessorStatus
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+_JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    processor_id: str
+    old: ProcessorStatus
+    new: ProcessorStatus
+    reason: str
+
+
+class _State:
+    __slots__ = (
+        "committed",
+        "counted_heartbeat",
+        "first_seen",
+        "lag",
+        "lag_at_still",
+        "last_heartbeat",
+        "progressed",
+        "status",
+        "still_since",
+        "streak",
+    )
+
+    def __init__(self, status: ProcessorStatus, at: float) -> None:
+        self.status = status
+        self.first_seen = at
+        self.last_heartbeat: float | None = None
+        self.committed: int | None = None
+        self.lag = 0
+        self.still_since = at
+        self.lag_at_still = 0
+        # Recovery bookkeeping: the heartbeat last counted, the streak, progress since it.
+        self.counted_heartbeat: float | None = None
+        self.streak = 0
+        self.progressed = False
+
+
+class HealthTracker:
+    __slots__ = ("_states", "heartbeat_interval", "heartbeat_misses", "recovery_heartbeats", "stall_timeout")
+
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float = 5.0,
+        heartbeat_misses: int = 3,
+        stall_timeout: float = 30.0,
+        recovery_heartbeats: int = 2,
+    ) -> None:
+        if heartbeat_interval <= 0 or stall_timeout <= 0:
+            raise ValueError("heartbeat_interval and stall_timeout must be positive")
+        if heartbeat_misses < 1 or recovery_heartbeats < 1:
+            raise ValueError("heartbeat_misses and recovery_heartbeats must be >= 1")
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_misses = heartbeat_misses
+        self.stall_timeout = stall_timeout
+        self.recovery_heartbeats = recovery_heartbeats
+        self._states: dict[str, _State] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HealthTracker:
+        return cls(
+            heartbeat_interval=settings.heartbeat_interval,
+            heartbeat_misses=settings.heartbeat_misses,
+            stall_timeout=settings.stall_timeout,
+            recovery_heartbeats=settings.recovery_heartbeats,
+        )
+
+    @property
+    def deadline(self) -> float:
+        """Seconds without a heartbeat after which a processor is unhealthy."""
+        return self.heartbeat_interval * self.heartbeat_misses
+
+    # --- inputs -----------------------------------------------------------------------------
+    def track(self, processor_id: str, status: ProcessorStatus, at: float) -> None:
+        """Start tracking with a known status (e.g. the registry's, after a leader change).
+
+        No-op for an id already tracked. Without it, the first input starts a processor as HEALTHY.
+        """
+        if processor_id not in self._states:
+            self._states[processor_id] = _State(status, at)
+
+    def heartbeat(self, processor_id: str, at: float) -> None:
+        """A heartbeat sent at `at`; an older one than already seen (reordering) is ignored."""
+        st = self._state(processor_id, at)
+        if st.last_heartbeat is None or at > st.last_heartbeat:
+            st.last_heartbeat = at
+
+    def offsets(self, processor_id: str, committed_total: int, lag: int, at: float) -> None:
+        """A lag sample: the group's committed offsets summed over partitions, and its lag."""
+        st = self._state(processor_id, at)
+        lag = max(0, lag)
+        if st.committed is None or committed_total != st.committed:
+            if st.committed is not None:
+                st.progressed = True
+            st.committed = committed_total
+            st.still_since = at
+            st.lag_at_still = lag
+        st.lag = lag
+
+    def forget(self, processor_id: str) -> None:
+        self._states.pop(processor_id, None)
+
+    # --- outputs ----------------------------------------------------------------------------
+    def status(self, processor_id: str) -> ProcessorStatus:
+        """The current verdict; an id never seen is presumed healthy (it just registered)."""
+        st = self._states.get(processor_id)
+        return ProcessorStatus.HEALTHY if st is None else st.status
+
+    def tracked(self) -> list[str]:
+        return list(self._states)
+
+    def evaluate(self, now: float) -> list[StatusChange]:
+        """Apply the rules at `now`; return the status changes, in processor id order."""
+        changes: list[StatusChange] = []
+        for pid in sorted(self._states):
+            st = self._states[pid]
+            if st.status not in _JUDGED:
+                continue
+            new, reason = self._judge(st, now)
+            if new is not st.status:
+                changes.append(StatusChange(pid, st.status, new, reason))
+                if new is not ProcessorStatus.HEALTHY:
+                    # Heartbeats from before the failure must not count towards recovery.
+                    st.counted_heartbeat = st.last_heartbeat
+                    st.streak = 0
+                    st.progressed = False
+                st.status = new
+        return changes
+
+    def _judge(self, st: _State, now: float) -> tuple[ProcessorStatus, str]:
+        last = st.last_heartbeat if st.last_heartbeat is not None else st.first_seen
+        silent = now - last
+        if silent > self.deadline:
+            missed = int(silent // self.heartbeat_interval)
+            return ProcessorStatus.UNHEALTHY, f"no heartbeat for {silent:.1f}s ({missed} intervals missed)"
+        still = now - st.still_since
+        if st.committed is not None and st.lag > 0 and st.lag >= st.lag_at_still and still >= self.stall_timeout:
+            return (
+                ProcessorStatus.STALLED,
+                f"committed offsets still for {still:.1f}s while lag went {st.lag_at_still} -> {st.lag}",
+            )
+        if st.status is ProcessorStatus.HEALTHY:
+            return ProcessorStatus.HEALTHY, ""
+        return self._recover(st)
+
+    def _recover(self, st: _State) -> tuple[ProcessorStatus, str]:
+        fresh = st.last_heartbeat is not None and (
+            st.counted_heartbeat is None or st.last_heartbeat > st.counted_heartbeat
+        )
+        if fresh:
+            st.counted_heartbeat = st.last_heartbeat
+            # No offsets known at all: nothing to judge progress by, the heartbeats decide alone.
+            if st.progressed or st.lag == 0 or st.committed is None:
+                st.streak += 1
+            st.progressed = False
+        if st.streak >= self.recovery_heartbeats:
+            st.streak = 0
+            return ProcessorStatus.HEALTHY, f"{self.recovery_heartbeats} fresh heartbeats with progress"
+        return st.status, ""
+
+    def _state(self, processor_id: str, at: float) -> _State:
+        st = self._states.get(processor_id)
+        if st is None:
+            st = self._states[processor_id] = _State(ProcessorStatus.HEALTHY, at)
+        return st

@@ -1,0 +1,158 @@
+"""watch_health: the leader's once-a-second look at every processor and at the router itself.
+
+It samples the commit lag of each processor's consumer group and of the routing agents,
+turns it into backpressure levels and health verdicts (pure code in agents.backpressure
+and agents.health), and publishes the results as events: load reports to the
+processor_load table, status changes to the control topic, the router's own level to
+Redis for the bridge. Failover of unhealthy processors' backlogs starts from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.backpressure import Level, LevelTracker, Thresholds, router_level
+from agents.failover import Failover
+from agents.health import HealthTracker
+from app.context import Orchestrator
+from app.lag import LagSample, LagSampler
+from app.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
+from app.models import ControlEvent, ProcessorRecord, ProcessorStatus
+
+log = logging.getLogger(__name__)
+ROUTER_WATCH = "__router__"
+BACKPRESSURE_TTL_SECONDS = 10
+
+
+class HealthWatch:
+    """State kept by the leader between samples; rebuilt from scratch on a new leader."""
+
+    def __init__(self, orch: Orchestrator) -> None:
+        s = orch.settings
+        self.orch = orch
+        self.thresholds = Thresholds.from_settings(s)
+        self.levels = LevelTracker(self.thresholds)
+        self.health = HealthTracker.from_settings(s)
+        self.router_level = Level.NORMAL
+        self.sampler = LagSampler(s.bootstrap_servers)
+        self.failover = Failover(orch)
+        self._seen_heartbeat: dict[str, str] = {}
+        self._known: set[str] = set()
+
+    async def close(self) -> None:
+        await self.failover.close()
+        await self.sampler.close()
+
+    async def tick(self) -> None:
+        orch = self.orch
+        records = {pid: ProcessorRecord.model_validate(raw) for pid, raw in list(orch.tables.registry.items()) if raw}
+        self._forget_gone(records)
+        watches = {pid: (rec.topic, rec.consumer_group) for pid, rec in records.items()}
+        watches[ROUTER_WATCH] = (orch.settings.captured_topic, orch.settings.app_id)
+        samples = await self.sampler.sample(watches)
+        now = time.time()
+        for pid, rec in records.items():
+            # A new leader starts from the registry's verdicts, not from "all healthy".
+            self.health.track(pid, rec.status, now)
+            stamp = rec.last_heartbeat.isoformat()
+            if self._seen_heartbeat.get(pid) != stamp:
+                self._seen_heartbeat[pid] = stamp
+                self.health.heartbeat(pid, rec.last_heartbeat.timestamp())
+            sample = samples.get(pid)
+            if sample is not None:
+                self.health.offsets(pid, sample.committed_total, sample.total, now)
+        changes = self.health.evaluate(now)
+        for change in changes:
+            await self._publish_status(change.processor_id, change.new, change.reason)
+        for pid, rec in records.items():
+            await self._publish_load(rec, samples.get(pid), now)
+        await self._publish_router_level(samples.get(ROUTER_WATCH))
+        for pid, rec in records.items():
+            status = self.health.status(pid)
+            if status in (ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED):
+                sample = samples.get(pid)
+                if sample is not None and sample.total > 0:
+                    self.failover.start(rec, reason=status.value)
+
+    def _forget_gone(self, records: dict[str, ProcessorRecord]) -> None:
+        for gone in self._known - records.keys():
+            self.health.forget(gone)
+            self.levels.forget(gone)
+            self._seen_heartbeat.pop(gone, None)
+            for gauge in (BACKPRESSURE_LEVEL, QUEUE_DEPTH, PROCESSOR_HEALTHY):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+        self._known = set(records)
+
+    async def _publish_status(self, pid: str, status: ProcessorStatus, reason: str) -> None:
+        log.warning("processor %s is now %s (%s)", pid, status.value, reason)
+        event = ControlEvent(kind="status", processor_id=pid, status=status, reason=reason)
+        await self.orch.topics.control.send(key=pid.encode(), value=event.model_dump_json().encode())
+
+    async def _publish_load(self, rec: ProcessorRecord, sample: LagSample | None, now: float) -> None:
+        lag = sample.total if sample else 0
+        utilisation = lag / rec.capacity
+        level = self.levels.update(rec.id, utilisation)
+        status = self.health.status(rec.id)
+        healthy = status is ProcessorStatus.HEALTHY
+        QUEUE_DEPTH.labels(rec.id).set(lag)
+        BACKPRESSURE_LEVEL.labels(rec.id).set(int(level))
+        PROCESSOR_HEALTHY.labels(rec.id).set(1 if healthy else 0)
+        report = {
+            "processor_id": rec.id,
+            "lag": lag,
+            "capacity": rec.capacity,
+            "utilisation": round(utilisation, 4),
+            "level": level.name,
+            "status": status.value,
+            "partitions": {str(p): v for p, v in (sample.per_partition if sample else {}).items()},
+            "committed_total": sample.committed_total if sample else 0,
+            "sampled_at": now,
+        }
+        await self.orch.topics.load_reports.send(key=rec.id.encode(), value=json.dumps(report).encode())
+
+    async def _publish_router_level(self, sample: LagSample | None) -> None:
+        s = self.orch.settings
+        partitions = sample.per_partition if sample else {}
+        for partition, lag in partitions.items():
+            ROUTER_LAG.labels(str(partition)).set(lag)
+        budget = s.worker_concurrency_batch * s.captured_partitions
+        self.router_level = router_level(partitions, budget, self.thresholds, self.router_level)
+        payload = {
+            "level": self.router_level.name,
+            "router_lag": sum(partitions.values()),
+            "partitions": {str(p): v for p, v in partitions.items()},
+            "budget": budget,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        try:
+            await self.orch.redis.set(f"{s.app_id}:backpressure", json.dumps(payload), ex=BACKPRESSURE_TTL_SECONDS)
+        except Exception as exc:  # Redis down must not stop health checks; the key expires to NORMAL
+            log.warning("could not publish router backpressure to Redis: %s", exc)
+
+
+def register_watch_health(orch: Orchestrator) -> None:
+    app = orch.app
+    holder: dict[str, Any] = {}
+
+    @app.timer(orch.settings.lag_sample_interval, on_leader=True, name="watch_health")
+    async def watch_health() -> None:
+        watch = holder.get("watch")
+        if watch is None:
+            watch = holder["watch"] = HealthWatch(orch)
+        try:
+            await asyncio.wait_for(watch.tick(), timeout=max(5.0, orch.settings.lag_sample_interval * 5))
+        except Exception as exc:
+            log.warning("health watch tick failed: %r", exc)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_watch(_: Any, **kwargs: Any) -> None:
+        watch = holder.pop("watch", None)
+        if watch is not None:
+            await watch.close()

@@ -1,0 +1,66 @@
+"""Per-worker timers: refresh the router's view, publish this worker's counters.
+
+Neither writes a table (tables change only inside agent streams): the view is read from
+the GlobalTables, the counters go out as events that fold_stats folds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from agents.backpressure import Level
+from agents.routing import ProcessorView, Router
+from app.context import Orchestrator
+from app.models import ProcessorRecord, ProcessorStatus
+
+log = logging.getLogger(__name__)
+VIEW_REFRESH_SECONDS = 0.5
+STATS_SECONDS = 1.0
+
+
+def build_views(
+    registry: dict[str, Any], load: dict[str, Any], now: float, heartbeat_deadline: float
+) -> list[ProcessorView]:
+    """What the router may choose from: registered processors with their latest load.
+
+    A processor whose heartbeat is older than the deadline is excluded here already, so
+    routing reacts within a refresh even before the leader publishes its verdict.
+    """
+    views = []
+    for pid, raw in registry.items():
+        if not raw:
+            continue
+        rec = ProcessorRecord.model_validate(raw)
+        report = load.get(pid) or {}
+        fresh = now - rec.last_heartbeat.timestamp() <= heartbeat_deadline
+        views.append(
+            ProcessorView(
+                id=pid,
+                capabilities=frozenset(rec.capabilities),
+                capacity=rec.capacity,
+                stateful=rec.stateful,
+                healthy=rec.status is ProcessorStatus.HEALTHY and fresh,
+                lag=int(report.get("lag", 0)),
+                level=Level[report.get("level", "NORMAL")],
+                sampled_at=report.get("sampled_at"),
+            )
+        )
+    return views
+
+
+def register_worker_timers(orch: Orchestrator, router: Router) -> None:
+    app, settings = orch.app, orch.settings
+    deadline = settings.heartbeat_interval * settings.heartbeat_misses
+
+    @app.timer(VIEW_REFRESH_SECONDS, name="refresh_routes")
+    async def refresh_routes() -> None:
+        views = build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items()), time.time(), deadline)
+        router.update_view(views)
+
+    @app.timer(STATS_SECONDS, name="publish_stats")
+    async def publish_stats() -> None:
+        snapshot = {"boot_id": orch.boot_id, "at": time.time(), **orch.counters.snapshot()}
+        await orch.topics.worker_stats.send(key=orch.boot_id.encode(), value=json.dumps(snapshot).encode())

@@ -1,0 +1,260 @@
+"""`frame-orchestrator`: parses the command line and delegates; no logic of its own.
+
+Settings are read here (and only here, for every service started from the command line)
+with ``load_settings``, which names the variable when a value is bad. Service modules are
+imported inside their command so ``--help`` and ``check-config`` start fast.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from app.settings import ConfigurationError, Settings, load_settings
+
+DEFAULT_STACK_FILE = ".devstack/stack.env"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        click.echo(str(exc.code), err=True)
+        raise SystemExit(2) from None
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
+_SECRET_NAMES = ("password", "secret", "token", "key")
+
+
+def _redact(name: str, value: object) -> str:
+    """Passwords in URLs and secret-looking fields never reach a terminal or a CI log."""
+    if value is None:
+        return ""
+    text = ",".join(value) if isinstance(value, list) else str(value)
+    if any(word in name for word in _SECRET_NAMES):
+        return "***" if text else ""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="frame-buffer-v2")
+def main() -> None:
+    """Frame Buffer v2: route captured video frames to processors by capability and load.
+
+    Every service reads its configuration from environment variables (see README).
+    """
+
+
+@main.command()
+def worker() -> None:
+    """Run one orchestrator worker (Faust): routing, registry, web API, dashboard, /metrics."""
+    settings = _settings()
+    from app.main import run_worker
+
+    run_worker(settings)
+
+
+@main.command()
+def bridge() -> None:
+    """Mirror the capture Redis stream into the Kafka captured topic (SIGTERM drains)."""
+    settings = _settings()
+    from bridge.service import run_bridge
+
+    run_bridge(settings)
+
+
+@main.command()
+@click.option("--cameras", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Synthetic cameras.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Per camera.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds (default: forever).")
+@click.option("--width", type=click.IntRange(1, 100_000), default=320, show_default=True)
+@click.option("--height", type=click.IntRange(1, 100_000), default=240, show_default=True)
+@click.option("--capabilities", default=None, help="Comma-separated capabilities each frame asks for.")
+@click.option("--priority", type=click.IntRange(0, 10), default=None, help="Priority of every frame (0-10).")
+@click.option(
+    "--malformed-ratio",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of deliberately bad entries, to exercise dead-lettering.",
+)
+@click.option("--seed", type=int, default=None, help="Random seed, for repeatable runs.")
+def capture(
+    cameras: int,
+    fps: float,
+    duration: float | None,
+    width: int,
+    height: int,
+    capabilities: str | None,
+    priority: int | None,
+    malformed_ratio: float,
+    seed: int | None,
+) -> None:
+    """Write synthetic frames to the capture stream, like RTSP capture services do."""
+    settings = _settings()
+    from app.capture import run_capture
+
+    run_capture(
+        settings,
+        cameras=cameras,
+        fps=fps,
+        duration=duration,
+        width=width,
+        height=height,
+        capabilities=_csv(capabilities),
+        priority=priority,
+        malformed_ratio=malformed_ratio,
+        seed=seed,
+    )
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["brightness", "detector"]))
+@click.option("--id", "processor_id", default=None, help="Processor id (default: derived from KIND).")
+@click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the sample's).")
+@click.option("--capacity", type=click.IntRange(1, 10_000_000), default=None, help="Frames of lag it can hold.")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=None, help="Simulated work per frame.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None, help="Frames processed at once.")
+def processor(
+    kind: str,
+    processor_id: str | None,
+    capabilities: str | None,
+    capacity: int | None,
+    latency_ms: float | None,
+    concurrency: int | None,
+) -> None:
+    """Run a sample processor built on the SDK: registers, consumes its topic, publishes results."""
+    settings = _settings()
+    from processor.samples import run_sample
+
+    run_sample(
+        settings,
+        kind=kind,
+        processor_id=processor_id,
+        capabilities=_csv(capabilities),
+        capacity=capacity,
+        latency_ms=latency_ms,
+        concurrency=concurrency,
+    )
+
+
+@main.command()
+@click.option("--cameras", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Synthetic cameras.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Per camera.")
+@click.option(
+    "--processors",
+    default="brightness,detector",
+    show_default=True,
+    help="Sample processors to run, comma-separated.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Orchestrator workers.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds to run once frames flow (default: until Ctrl-C).",
+)
+@click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True, help="First worker's port.")
+@click.option(
+    "--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: a new temp dir."
+)
+def dev(
+    cameras: int,
+    fps: float,
+    processors: str,
+    workers: int,
+    duration: float | None,
+    web_port: int,
+    log_dir: Path | None,
+) -> None:
+    """Run the whole pipeline locally with live progress: stack, workers, bridge, capture, processors."""
+    settings = _settings()
+    from app.dev import DevOptions, run_dev
+
+    kinds = _csv(processors) or []
+    unknown = sorted(set(kinds) - {"brightness", "detector"})
+    if unknown:
+        raise click.BadParameter(f"unknown processor kind(s) {unknown}; choose from brightness, detector")
+    options = DevOptions(
+        cameras=cameras,
+        fps=fps,
+        processors=tuple(kinds),
+        workers=workers,
+        duration=duration,
+        web_port=web_port,
+        log_dir=log_dir,
+    )
+    sys.exit(run_dev(settings, options))
+
+
+@main.command("check-config")
+def check_config() -> None:
+    """Print the effective configuration (secrets redacted); exit 2 when a value is bad."""
+    settings = _settings()
+    for name, value in settings.model_dump().items():
+        click.echo(f"{name.upper()}={_redact(name, value)}")
+
+
+@main.group()
+def stack() -> None:
+    """A detached Kafka + Redis for local work (`make test-env-up` / `make test-env-down`)."""
+
+
+_ENV_FILE = click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STACK_FILE,
+    show_default=True,
+    help="Where KAFKA_BROKER/REDIS_URL and the supervisor pid are written.",
+)
+
+
+@stack.command("up")
+@_ENV_FILE
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="Seconds to wait.")
+def stack_up(env_file: Path, timeout: float) -> None:
+    """Start Kafka + Redis in the background (KAFKA_BROKER/REDIS_URL in the env are used as given)."""
+    from app.devstack_daemon import StackError, up
+
+    try:
+        values = up(env_file, timeout=timeout)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"stack up: KAFKA_BROKER={values['KAFKA_BROKER']} REDIS_URL={values['REDIS_URL']} -> {env_file}")
+
+
+@stack.command("down")
+@_ENV_FILE
+@click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True, help="Seconds to wait.")
+def stack_down(env_file: Path, timeout: float) -> None:
+    """Stop the stack `stack up` started with this env file, and remove the file."""
+    from app.devstack_daemon import StackError, down
+
+    try:
+        message = down(env_file, timeout=timeout)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(message)
+
+
+@stack.command("serve", hidden=True)
+@_ENV_FILE
+def stack_serve(env_file: Path) -> None:
+    """The detached supervisor `stack up` starts: holds the stack open until SIGTERM."""
+    from app.devstack_daemon import serve
+
+    serve(env_file)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The runtime objects of one worker, travelling together instead of living in globals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+
+from app.counters import FrameCounters
+from app.settings import Settings
+from app.topics import Topics
+
+
+@dataclass
+class Tables:
+    registry: Any
+    load: Any
+    affinity: Any
+    dedupe: Any
+    waiting: Any
+    worker_stats: Any
+
+
+@dataclass
+class Orchestrator:
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    tables: Tables
+    counters: FrameCounters = field(default_factory=FrameCounters)
+    # One id per process start: stats of a restarted worker add up instead of overwriting.
+    boot_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    _redis: aioredis.Redis | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

@@ -1,0 +1,55 @@
+"""Writing to the dead-letter topic: every record that cannot go on leaves one, with its reason."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.context import Orchestrator
+from app.metrics import DEAD_LETTERED, FRAMES_DROPPED
+from app.models import DeadLetter, FrameEvent
+
+log = logging.getLogger(__name__)
+
+
+async def dead_letter_frame(
+    orch: Orchestrator,
+    reason: str,
+    detail: str,
+    frame: FrameEvent | None = None,
+    *,
+    capability: str | None = None,
+    processor_id: str | None = None,
+    raw: dict[str, Any] | None = None,
+    key: bytes | None = None,
+    shed: bool = False,
+) -> None:
+    """A frame (or what claimed to be one) that no processor will get, counted by reason.
+
+    ``shed`` frames are accounted as shed by the caller, not as dead-lettered, so that
+    captured = processed + shed + dead-lettered holds exactly.
+    """
+    record = DeadLetter(
+        reason=reason,
+        detail=detail,
+        frame_id=frame.frame_id if frame else None,
+        camera_id=frame.camera_id if frame else None,
+        stream_id=frame.stream_id if frame else None,
+        capability=capability,
+        processor_id=processor_id,
+        raw=raw if raw is not None else (frame.model_dump(mode="json") if frame else {}),
+    )
+    record_key = key if key is not None else (frame.frame_id.encode() if frame else b"")
+    await orch.topics.dead_letter.send(key=record_key, value=record.model_dump_json().encode())
+    if not shed:
+        orch.counters.dead_lettered[reason] += 1
+    DEAD_LETTERED.labels(reason, "worker").inc()
+    FRAMES_DROPPED.labels(reason).inc()
+
+
+async def dead_letter_event(orch: Orchestrator, reason: str, detail: str, key: str, raw: bytes) -> None:
+    """A control/internal event that is not a frame: dead-lettered, but not a frame count."""
+    record = DeadLetter(reason=reason, detail=detail, raw={"key": key, "value": raw.decode("utf-8", "replace")})
+    await orch.topics.dead_letter.send(key=key.encode(), value=record.model_dump_json().encode())
+    DEAD_LETTERED.labels(reason, "worker").inc()
+    log.warning("dead-lettered event %s: %s", reason, detail)

@@ -1,0 +1,146 @@
+"""The Faust app of Frame Buffer v2: built from Settings, explicitly wired, run as a worker.
+
+``create_worker_app`` declares topics, tables, agents, timers and web views on a new
+faust.App; nothing registers itself as an import side effect. ``run_worker`` is the
+entrypoint (CLI ``frame-orchestrator worker``, ``python -m app.main``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from agents.count_results import register_count_results
+from agents.folds import register_folds
+from agents.route_frames import FrameRouting
+from agents.routing import Router
+from agents.watch_health import register_watch_health
+from agents.worker_timers import register_worker_timers
+from app.context import Orchestrator, Tables
+from app.logs import setup_logging
+from app.settings import Settings, load_settings
+from app.telemetry import setup_tracing
+from app.topics import define_topics
+from app.web import register_web
+from tables.affinity import define_affinity
+from tables.dedupe import define_dedupe
+from tables.load import define_load
+from tables.registry import define_registry
+from tables.waiting import define_waiting
+from tables.worker_stats import define_worker_stats
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings) -> faust.App:
+    host = settings.web_advertised_host or socket.gethostname()
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka_broker,
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{host}:{settings.web_port}",
+        topic_partitions=settings.captured_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        # A new deployment must route frames captured before its first start.
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        stream_buffer_maxsize=max(4096, settings.worker_concurrency_batch * 4),
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+    )
+
+
+@dataclass
+class WorkerApp:
+    """Everything one worker runs; tests drive the agents through ``test_context()``."""
+
+    orch: Orchestrator
+    router: Router
+    routing: FrameRouting
+    route_frames: Any
+    drain_waiting: Any
+
+    @property
+    def app(self) -> faust.App:
+        return self.orch.app
+
+
+def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerApp:
+    app = faust_app(settings)
+    topics = define_topics(app, settings)
+    parts = settings.captured_partitions
+    tables = Tables(
+        registry=define_registry(app),
+        load=define_load(app),
+        affinity=define_affinity(app, parts),
+        dedupe=define_dedupe(app, parts, settings.dedupe_window_seconds),
+        waiting=define_waiting(app, parts),
+        worker_stats=define_worker_stats(app),
+    )
+    orch = Orchestrator(app=app, settings=settings, topics=topics, tables=tables)
+    router = Router(
+        default_capabilities=settings.default_capabilities,
+        affinity_epsilon=settings.affinity_epsilon,
+        protected_priority=settings.protected_priority,
+    )
+    routing = FrameRouting(orch, router)
+
+    @app.agent(topics.captured, name="route_frames")
+    async def route_frames(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await routing.on_captured(event)
+
+    @app.agent(topics.waiting, name="drain_waiting")
+    async def drain_waiting(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await routing.on_waiting(event)
+
+    register_folds(orch)
+    register_count_results(orch)
+    register_worker_timers(orch, router)
+    register_watch_health(orch)
+    register_web(orch)
+    _register_dashboard(app)
+    if prometheus:
+        from faust.sensors.prometheus import setup_prometheus_sensors
+
+        setup_prometheus_sensors(app, name_prefix="faust")
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_clients(_: object, **kwargs: object) -> None:
+        await orch.close()
+
+    return WorkerApp(orch, router, routing, route_frames, drain_waiting)
+
+
+def _register_dashboard(app: faust.App) -> None:
+    from app.dashboard import register_dashboard
+
+    register_dashboard(app)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one Faust worker until SIGTERM/SIGINT; blocking."""
+    setup_logging(settings.log_level)
+    setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
+    worker_app = create_worker_app(settings)
+    worker = faust.Worker(
+        worker_app.app, loglevel=settings.log_level, web_port=settings.web_port, web_bind=settings.web_host
+    )
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    run_worker(load_settings())

@@ -1,0 +1,283 @@
+"""The REST API of every worker (Faust web views on WEB_PORT).
+
+Writes never touch a table directly: they publish control events that fold_registry
+folds into the registry, and then wait (briefly) until the registry shows the change so
+clients read their own writes. Any worker may answer: the registry is a GlobalTable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from faust import web
+from pydantic import ValidationError
+
+from app.context import Orchestrator
+from app.counters import sum_snapshots
+from app.kafka import ensure_topics
+from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+
+log = logging.getLogger(__name__)
+READ_YOUR_WRITE_SECONDS = 5.0
+BRIDGE_KEY_SCAN = 100
+
+
+class BodyError(Exception):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()]
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"null")
+    except ValueError as exc:
+        raise BodyError([{"field": "body", "message": f"not valid JSON: {exc}"}]) from None
+    if not isinstance(body, dict):
+        raise BodyError([{"field": "body", "message": "expected a JSON object"}])
+    return body
+
+
+def processor_json(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "topic": record["topic"], "consumer_group": record["consumer_group"]}
+
+
+def register_web(orch: Orchestrator) -> None:
+    app, settings, tables, topics = orch.app, orch.settings, orch.tables, orch.topics
+
+    # Faust's production index also claims "/", which is the dashboard's. Its table,
+    # router and stats views stay available under their prefixes.
+    app.web.blueprints._enabled = [
+        (prefix, bp) for prefix, bp in app.web.blueprints._enabled if "production_index" not in str(bp)
+    ]
+
+    async def publish(event: ControlEvent) -> None:
+        await topics.control.send(key=event.processor_id.encode(), value=event.model_dump_json().encode())
+
+    async def wait_registry(pid: str, done: Any) -> dict[str, Any] | None:
+        deadline = time.monotonic() + READ_YOUR_WRITE_SECONDS
+        while time.monotonic() < deadline:
+            current = tables.registry.get(pid)
+            if done(current):
+                return current  # type: ignore[no-any-return]
+            await asyncio.sleep(0.05)
+        return tables.registry.get(pid)  # type: ignore[no-any-return]
+
+    def unprocessable(view: web.View, errors: list[dict[str, str]]) -> web.Response:
+        return view.json({"detail": "invalid request body", "errors": errors}, status=422)
+
+    async def upsert(view: web.View, request: web.Request, kind: str, path_id: str | None) -> web.Response:
+        try:
+            body = await read_json_object(request)
+            if path_id is not None:
+                body.setdefault("id", path_id)
+                if body["id"] != path_id:
+                    raise BodyError([{"field": "id", "message": "must match the id in the path"}])
+            spec = ProcessorSpec.model_validate(body)
+        except BodyError as exc:
+            return unprocessable(view, exc.errors)
+        except ValidationError as exc:
+            return unprocessable(view, validation_errors(exc))
+        existing = tables.registry.get(spec.id)
+        if kind == "update" and existing is None:
+            return view.json({"detail": f"processor {spec.id!r} is not registered"}, status=404)
+        partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
+        await ensure_topics(
+            settings.bootstrap_servers, [(settings.ready_topic(spec.id), partitions)], settings.topic_replication_factor
+        )
+        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
+        await publish(event)
+        stamp = event.at
+        record = await wait_registry(
+            spec.id, lambda r: r is not None and datetime.fromisoformat(r["last_heartbeat"]) >= stamp
+        )
+        if record is None:
+            return view.json({"detail": "registration not confirmed in time; retry"}, status=503)
+        status = 201 if (existing is None and kind == "register") else 200
+        return view.json(processor_json(record), status=status)
+
+    @app.page("/api/v1/processors/register")
+    class RegisterProcessor(web.View):
+        async def post(self, request: web.Request) -> web.Response:
+            return await upsert(self, request, "register", None)
+
+    @app.page("/api/v1/processors/heartbeat")
+    class ProcessorHeartbeat(web.View):
+        async def post(self, request: web.Request) -> web.Response:
+            try:
+                body = await read_json_object(request)
+            except BodyError as exc:
+                return unprocessable(self, exc.errors)
+            pid = body.get("processor_id")
+            status = body.get("status", "healthy")
+            errors = []
+            if not isinstance(pid, str) or not pid:
+                errors.append({"field": "processor_id", "message": "required string"})
+            if status not in {s.value for s in ProcessorStatus}:
+                errors.append({"field": "status", "message": f"one of {[s.value for s in ProcessorStatus]}"})
+            if errors or not isinstance(pid, str):
+                return unprocessable(self, errors)
+            if tables.registry.get(pid) is None:
+                return self.json({"detail": f"processor {pid!r} is not registered"}, status=404)
+            if status == ProcessorStatus.DRAINING.value:
+                await publish(
+                    ControlEvent(
+                        kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
+                    )
+                )
+            await publish(ControlEvent(kind="heartbeat", processor_id=pid))
+            return self.json({"processor_id": pid, "accepted": True})
+
+    @app.page("/api/v1/processors/search/")
+    class SearchProcessors(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            capability = request.query.get("capability")
+            if not capability:
+                return unprocessable(self, [{"field": "capability", "message": "query parameter required"}])
+            found = [
+                processor_json(r) for r in tables.registry.values() if r and capability in r.get("capabilities", [])
+            ]
+            return self.json(sorted(found, key=lambda r: r["id"]))
+
+    @app.page("/api/v1/processors/")
+    class ListProcessors(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(sorted((processor_json(r) for r in tables.registry.values() if r), key=lambda r: r["id"]))
+
+    @app.page("/api/v1/processors/{processor_id}")
+    class OneProcessor(web.View):
+        async def get(self, request: web.Request, processor_id: str) -> web.Response:
+            record = tables.registry.get(processor_id)
+            if record is None:
+                return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
+            return self.json(processor_json(record))
+
+        async def put(self, request: web.Request, processor_id: str) -> web.Response:
+            return await upsert(self, request, "update", processor_id)
+
+        async def delete(self, request: web.Request, processor_id: str) -> web.Response:
+            if tables.registry.get(processor_id) is None:
+                return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
+            await publish(ControlEvent(kind="deregister", processor_id=processor_id))
+            await wait_registry(processor_id, lambda r: r is None)
+            return self.bytes(b"", status=204)
+
+    @app.page("/api/v1/frames/stats")
+    class FrameStats(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(frame_stats(orch))
+
+    @app.page("/api/v1/backpressure")
+    class Backpressure(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(await backpressure_report(orch))
+
+    @app.page("/api/v1/cameras/{camera_id}")
+    class Camera(web.View):
+        @app.table_route(table=tables.affinity, match_info="camera_id")  # type: ignore[arg-type]
+        async def get(self, request: web.Request, camera_id: str) -> web.Response:
+            stats = frame_stats(orch)
+            return self.json(
+                {
+                    "camera_id": camera_id,
+                    "affinity": dict(tables.affinity.get(camera_id) or {}),
+                    "shed": stats["shed_by_camera"].get(camera_id, 0),
+                    "answered_by": orch.boot_id,
+                }
+            )
+
+    @app.page("/health")
+    class Health(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            report = await readiness(orch)
+            return self.json(report, status=200 if report["ready"] else 503)
+
+
+def frame_stats(orch: Orchestrator) -> dict[str, Any]:
+    totals = sum_snapshots([s for s in orch.tables.worker_stats.values() if s])
+    processors = {
+        pid: {
+            "routed": totals["routed_by_processor"].get(pid, 0),
+            "processed": totals["processed_by_processor"].get(pid, 0),
+        }
+        for pid in sorted(set(totals["routed_by_processor"]) | set(totals["processed_by_processor"]))
+    }
+    return {**totals, "processors": processors, "at": datetime.now(UTC).isoformat()}
+
+
+async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
+    settings = orch.settings
+    processors: dict[str, Any] = {}
+    for pid, raw in orch.tables.registry.items():
+        if not raw:
+            continue
+        rec = ProcessorRecord.model_validate(raw)
+        load = orch.tables.load.get(pid) or {}
+        processors[pid] = {
+            "level": load.get("level", "NORMAL"),
+            "utilisation": load.get("utilisation", 0.0),
+            "lag": load.get("lag", 0),
+            "capacity": rec.capacity,
+            "partitions": load.get("partitions", {}),
+            "status": rec.status.value,
+            "status_reason": rec.status_reason,
+            "capabilities": rec.capabilities,
+            "stateful": rec.stateful,
+            "last_heartbeat": rec.last_heartbeat.isoformat(),
+        }
+    stats = frame_stats(orch)
+    router: dict[str, Any] = {"level": "NORMAL", "lag": 0, "partitions": {}}
+    bridges: list[dict[str, Any]] = []
+    try:
+        raw_router = await orch.redis.get(f"{settings.app_id}:backpressure")
+        if raw_router:
+            data = json.loads(raw_router)
+            router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}
+        keys = [k async for k in orch.redis.scan_iter(match=f"{settings.app_id}:bridge:*", count=BRIDGE_KEY_SCAN)]
+        for value in await orch.redis.mget(keys) if keys else []:
+            if value:
+                bridges.append(json.loads(value))
+    except Exception as exc:  # the report still answers without Redis, saying so
+        router["error"] = f"redis unavailable: {exc}"
+    return {
+        "router": router,
+        "processors": processors,
+        "shed": {"by_camera": stats["shed_by_camera"], "by_reason": stats["shed_by_reason"], "total": stats["shed"]},
+        "dead_lettered": stats["dead_lettered"],
+        "bridges": sorted(bridges, key=lambda b: str(b.get("consumer"))),
+        "thresholds": {
+            "elevated": settings.bp_elevated,
+            "high": settings.bp_high,
+            "critical": settings.bp_critical,
+            "hysteresis": settings.bp_hysteresis,
+            "protected_priority": settings.protected_priority,
+        },
+    }
+
+
+async def readiness(orch: Orchestrator) -> dict[str, Any]:
+    app = orch.app
+    checks: dict[str, Any] = {}
+    try:
+        checks["redis"] = bool(await asyncio.wait_for(orch.redis.ping(), timeout=2))
+    except Exception as exc:
+        checks["redis"] = False
+        checks["redis_error"] = str(exc)
+    consumer = app.consumer if app.started else None
+    assignment = consumer.assignment() if consumer is not None else set()
+    checks["kafka"] = bool(app.started and app.producer is not None and app.producer.started)
+    checks["partitions_assigned"] = len(assignment)
+    recovery = getattr(app.tables, "recovery", None)
+    checks["recovered"] = bool(app.started and recovery is not None and recovery.completed.is_set())
+    checks["ready"] = bool(checks["redis"] and checks["kafka"] and checks["recovered"] and assignment)
+    checks["boot_id"] = orch.boot_id
+    return checks

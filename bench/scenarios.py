@@ -1,0 +1,219 @@
+"""What is measured on every system, the same way: warm-up, throughput, latency at offered loads.
+
+A system is anything with a load generator feeding its entry point and receivers at its
+exit (see ``System``). Every measurement has a tag of its own (bench.frames), so late
+frames of one step are never counted in the next.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.procs import Child, LoadGen
+from bench.receivers import Recorder
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = ["detect", "classify", "ocr"]
+
+
+def processor_id(capability: str) -> str:
+    return f"proc-{capability}"
+
+
+@dataclass
+class BenchEnv:
+    """Where a system runs: servers, a namespace for its names, and its log directory."""
+
+    kafka_url: str
+    redis_url: str
+    log_dir: Path
+    ns: str
+    cameras: int = 32
+    capabilities: list[str] = field(default_factory=lambda: list(CAPABILITIES))
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_url.removeprefix("kafka://")
+
+
+class System(abc.ABC):
+    """One thing under measurement. Subclasses start services, receivers and a load generator."""
+
+    key: str = ""
+    label: str = ""
+    # "ours", "limit" (what the hops cost with no logic) or "today" (what users run now)
+    role: str = ""
+
+    def __init__(self, env: BenchEnv) -> None:
+        self.env = env
+        self.recorder = Recorder()
+        self.children: list[Child] = []
+        self._loadgen: LoadGen | None = None
+
+    @property
+    def loadgen(self) -> LoadGen:
+        assert self._loadgen is not None, "start() first"
+        return self._loadgen
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start services, receivers and the load generator; return when they run (warm_up proves it)."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    async def start_loadgen(self, sink: str, url: str, target: str) -> None:
+        self._loadgen = LoadGen(sink, url, target, self.env.capabilities, self.env.cameras)
+        await self._loadgen.start()
+
+    async def stop_loadgen(self) -> None:
+        if self._loadgen is not None:
+            await self._loadgen.stop()
+
+    def check(self) -> None:
+        for child in self.children:
+            child.check_alive()
+
+    def stop_children(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+    def peak_rss_mb(self) -> dict[str, float | None]:
+        return {child.name: child.peak_rss_mb() for child in self.children}
+
+    async def details(self) -> dict[str, Any]:
+        """Anything the system itself can tell about the run (counters); empty by default."""
+        return {}
+
+
+def percentiles_ms(latencies: list[float]) -> dict[str, float | None]:
+    if not latencies:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    values = np.asarray(latencies) * 1000.0
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(values.max())}
+
+
+async def warm_up(system: System, timeout: float) -> float:
+    """Send small rounds until one arrives whole: every hop, group join and registration is done."""
+    started = time.monotonic()
+    deadline = started + timeout
+    attempt = 0
+    n = max(system.env.cameras, 3 * len(system.env.capabilities))
+    while time.monotonic() < deadline:
+        tag = f"warmup{attempt}"
+        await system.loadgen.send(tag, 500, n, timeout=30)
+        remaining = deadline - time.monotonic()
+        if await system.recorder.wait_for(tag, n, timeout=max(0.5, min(remaining, 10))):
+            return time.monotonic() - started
+        system.check()
+        attempt += 1
+    raise RuntimeError(f"{system.key}: no warm-up round arrived whole within {timeout:.0f} s")
+
+
+async def measure_throughput(system: System, count: int, timeout: float) -> dict[str, Any]:
+    """Blast ``count`` frames flat out; the end-to-end rate is frames received / (last receipt - first send)."""
+    tag = "throughput"
+    sent = await system.loadgen.send(tag, 0, count, timeout=timeout)
+    complete = await system.recorder.wait_for(tag, count, timeout=timeout, idle_timeout=15)
+    stats = system.recorder.stats(tag)
+    received = len(stats.latencies)
+    seconds = stats.last - float(sent["started"]) if received else 0.0
+    return {
+        "frames": count,
+        "received": received,
+        "complete": complete,
+        "seconds": seconds,
+        "rate": received / seconds if seconds > 0 else 0.0,
+        "send_rate": float(sent["rate"]),
+        **percentiles_ms(stats.latencies),
+    }
+
+
+def _kept_up(latencies: list[float]) -> bool:
+    """Backlog did not grow: latency at the end of the run is not far above latency at its start."""
+    if len(latencies) < 40:
+        return True
+    quarter = len(latencies) // 4
+    head = float(np.median(latencies[:quarter]))
+    tail = float(np.median(latencies[-quarter:]))
+    return tail <= 2 * head + 0.02
+
+
+async def measure_latency(
+    system: System, rate: float, duration: float, drain: float, tag_prefix: str = "load"
+) -> dict[str, Any]:
+    """Offer ``rate`` frames/s for ``duration`` s, then wait up to ``drain`` s for the stragglers."""
+    count = max(1, round(rate * duration))
+    tag = f"{tag_prefix}{round(rate)}"
+    sent = await system.loadgen.send(tag, rate, count, timeout=duration * 3 + 30)
+    await system.recorder.wait_for(tag, count, timeout=drain, idle_timeout=min(drain, 5))
+    stats = system.recorder.stats(tag)
+    received = len(stats.latencies)
+    window = stats.last - float(sent["started"]) if received else 0.0
+    return {
+        "offered": rate,
+        "sent": int(sent["sent"]),
+        "send_rate": float(sent["rate"]),
+        "received": received,
+        "lost": count - received,
+        "receive_rate": received / window if window > 0 else 0.0,
+        "sustained": received == count and _kept_up(stats.latencies),
+        **percentiles_ms(stats.latencies),
+    }
+
+
+@dataclass
+class Plan:
+    """What to measure on one system; a profile makes one per system."""
+
+    throughput_frames: int
+    throughput_timeout: float
+    loads: list[float]
+    load_seconds: float
+    drain_seconds: float
+    warmup_timeout: float
+    sustain_check: bool = False
+
+
+async def run_system(system: System, plan: Plan) -> dict[str, Any]:
+    """Every measurement of one system; an error ends it, is reported, and never becomes a number."""
+    result: dict[str, Any] = {"key": system.key, "label": system.label, "role": system.role, "ok": False}
+    t0 = time.monotonic()
+    try:
+        await system.start()
+        result["warmup_seconds"] = await warm_up(system, plan.warmup_timeout)
+        if plan.throughput_frames:
+            result["throughput"] = await measure_throughput(system, plan.throughput_frames, plan.throughput_timeout)
+            system.check()
+            if plan.sustain_check and result["throughput"]["rate"] > 0:
+                probe = round(0.9 * result["throughput"]["rate"], -1)
+                check = await measure_latency(system, probe, plan.load_seconds, plan.drain_seconds, "sustain")
+                result["sustain_check"] = check
+        result["latency"] = []
+        for rate in plan.loads:
+            result["latency"].append(await measure_latency(system, rate, plan.load_seconds, plan.drain_seconds))
+            system.check()
+        result["peak_rss_mb"] = system.peak_rss_mb()
+        result["details"] = await system.details()
+        result["ok"] = True
+    except Exception as exc:
+        log.exception("%s failed", system.key)
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["peak_rss_mb"] = system.peak_rss_mb()
+    finally:
+        try:
+            await asyncio.wait_for(system.stop(), 60)
+        except Exception as exc:
+            log.warning("%s did not stop cleanly: %r", system.key, exc)
+        result["wall_seconds"] = time.monotonic() - t0
+    return result

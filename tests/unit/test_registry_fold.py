@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents.registry_fold import UnknownProcessor, fold_control
+from app.models import ControlEvent, ProcessorSpec, ProcessorStatus
+from app.settings import Settings
+
+SETTINGS = Settings(processor_partitions=3)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def register(pid: str = "yolo", at: datetime = T0, **spec: object) -> ControlEvent:
+    body = {"id": pid, "capabilities": ["object_detection"], **spec}
+    return ControlEvent(kind="register", processor_id=pid, spec=ProcessorSpec.model_validate(body), at=at)
+
+
+def test_register_creates_record_with_topic_and_group() -> None:
+    record = fold_control(None, register(capacity=50), SETTINGS)
+    assert record is not None
+    assert record["topic"] == "frames.ready.yolo"
+    assert record["consumer_group"] == "processor.yolo"
+    assert record["partitions"] == 3
+    assert record["capacity"] == 50
+    assert record["status"] == "healthy"
+
+
+def test_reregister_updates_and_keeps_registered_at() -> None:
+    first = fold_control(None, register(at=T0), SETTINGS)
+    later = T0 + timedelta(minutes=5)
+    second = fold_control(first, register(at=later, capacity=7, partitions=6), SETTINGS)
+    assert second is not None
+    assert second["registered_at"] == first["registered_at"]  # type: ignore[index]
+    assert second["capacity"] == 7 and second["partitions"] == 6
+    assert datetime.fromisoformat(second["last_heartbeat"]) == later
+
+
+def test_reregister_of_unhealthy_processor_makes_it_healthy_again() -> None:
+    rec = fold_control(None, register(), SETTINGS)
+    rec = fold_control(
+        rec, ControlEvent(kind="status", processor_id="yolo", status=ProcessorStatus.UNHEALTHY), SETTINGS
+    )
+    assert rec is not None and rec["status"] == "unhealthy"
+    rec = fold_control(rec, register(at=T0 + timedelta(seconds=1)), SETTINGS)
+    assert rec is not None and rec["status"] == "healthy"
+
+
+def test_heartbeat_refreshes_liveness_but_never_goes_back_in_time() -> None:
+    rec = fold_control(None, register(at=T0 + timedelta(seconds=10)), SETTINGS)
+    stale = fold_control(rec, ControlEvent(kind="heartbeat", processor_id="yolo", at=T0), SETTINGS)
+    assert stale is not None and datetime.fromisoformat(stale["last_heartbeat"]) == T0 + timedelta(seconds=10)
+    fresh = fold_control(
+        rec, ControlEvent(kind="heartbeat", processor_id="yolo", at=T0 + timedelta(seconds=20)), SETTINGS
+    )
+    assert fresh is not None and datetime.fromisoformat(fresh["last_heartbeat"]) == T0 + timedelta(seconds=20)
+
+
+def test_deregister_removes_and_unknown_ids_are_reported() -> None:
+    rec = fold_control(None, register(), SETTINGS)
+    assert fold_control(rec, ControlEvent(kind="deregister", processor_id="yolo"), SETTINGS) is None
+    assert fold_control(None, ControlEvent(kind="deregister", processor_id="ghost"), SETTINGS) is None
+    with pytest.raises(UnknownProcessor):
+        fold_control(None, ControlEvent(kind="heartbeat", processor_id="ghost"), SETTINGS)
+    with pytest.raises(UnknownProcessor):
+        fold_control(None, ControlEvent(kind="update", processor_id="ghost", spec=register("ghost").spec), SETTINGS)

@@ -1,0 +1,180 @@
+"""The routing agents through Faust's test_context(): no broker, the real agent code.
+
+Sends to other topics are recorded at the topic (as Faust's testing guide does), the
+tables are Faust's own in-memory tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agents.backpressure import Level
+from agents.routing import ProcessorView
+from app.main import WorkerApp, create_worker_app
+from app.models import FrameEvent
+from app.settings import Settings
+
+
+class Sent:
+    """Records what the agents hand to topics, by topic name."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict[str, Any]]] = {}
+
+    def patch(self, topic: Any) -> None:
+        async def send(*, key: bytes | None = None, value: bytes | None = None, headers: Any = None) -> None:
+            self.records.setdefault(topic.get_topic_name(), []).append(
+                {"key": key, "value": json.loads(value or b"null"), "headers": headers}
+            )
+
+        topic.send = send
+
+    def values(self, topic_name: str) -> list[dict[str, Any]]:
+        return [r["value"] for r in self.records.get(topic_name, [])]
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[tuple[WorkerApp, Sent]]:
+    settings = Settings(
+        app_id="unit-router",
+        store="memory://",
+        kafka_broker="kafka://127.0.0.1:1",
+        captured_partitions=4,
+        protected_priority=8,
+    )
+    built = create_worker_app(settings, prometheus=False)
+    built.app.finalize()
+    built.app.flow_control.resume()
+    sent = Sent()
+    topics = built.orch.topics
+    for topic in (topics.dead_letter, topics.waiting):
+        sent.patch(topic)
+    for pid in ("det-a", "det-b", "face", "tracker"):
+        sent.patch(topics.ready(pid))
+    yield built, sent
+
+
+def view(
+    pid: str, caps: set[str], *, lag: int = 0, level: Level = Level.NORMAL, healthy: bool = True, stateful: bool = False
+) -> ProcessorView:
+    return ProcessorView(
+        id=pid, capabilities=frozenset(caps), capacity=100, stateful=stateful, healthy=healthy, lag=lag, level=level
+    )
+
+
+def frame(frame_id: str, caps: list[str], camera: str = "cam-1", priority: int = 0) -> bytes:
+    return (
+        FrameEvent(
+            frame_id=frame_id,
+            camera_id=camera,
+            captured_at=datetime.now(UTC),
+            capabilities=caps,
+            priority=priority,
+            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def ready(settings: Settings, pid: str) -> str:
+    return settings.ready_topic(pid)
+
+
+async def test_fans_out_per_capability_and_dedupes(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.router.update_view([view("det-a", {"object_detection"}), view("face", {"face_recognition"})])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("f1", ["object_detection", "face_recognition"]), key=b"cam-1")
+        await agent.put(frame("f1", ["object_detection", "face_recognition"]), key=b"cam-1")  # redelivery
+    s = built.orch.settings
+    det = sent.values(ready(s, "det-a"))
+    face = sent.values(ready(s, "face"))
+    assert [r["frame_id"] for r in det] == ["f1"] and [r["frame_id"] for r in face] == ["f1"]
+    assert det[0]["processor_id"] == "det-a" and det[0]["capability"] == "object_detection"
+    assert "routed_at" in det[0]
+    # The routing span's context travels on, in the same trace as the capture entry.
+    headers = dict(sent.records[ready(s, "det-a")][0]["headers"])
+    assert headers["traceparent"].decode().split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    counters = built.orch.counters
+    assert (counters.captured, counters.routed, counters.deduplicated) == (2, 2, 2)
+
+
+async def test_unroutable_and_invalid_frames_are_dead_lettered_with_reason(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.router.update_view([view("det-a", {"object_detection"}, healthy=False)])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("f2", ["object_detection"]), key=b"cam-1")
+        await agent.put(b'{"frame_id": "broken"}', key=b"cam-1")
+    letters = sent.values(built.orch.settings.dead_letter_topic)
+    assert [(d["reason"], d.get("frame_id")) for d in letters] == [
+        ("no_capable_processor", "f2"),
+        ("invalid_frame", None),
+    ]
+    assert "camera_id" in letters[1]["detail"] or "captured_at" in letters[1]["detail"]
+    assert built.orch.counters.dead_lettered == {"no_capable_processor": 1, "invalid_frame": 1}
+
+
+async def test_stateful_affinity_is_written_to_the_changelog_table(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.router.update_view([view("tracker", {"tracking"}, stateful=True)])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("f3", ["tracking"], camera="cam-9"), key=b"cam-9")
+        await agent.put(frame("f4", ["tracking"], camera="cam-9"), key=b"cam-9")
+    assert built.orch.tables.affinity["cam-9"] == {"tracking": "tracker"}
+    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "tracker"))] == ["f3", "f4"]
+
+
+async def test_sheddable_frames_wait_in_kafka_when_all_critical(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.router.update_view([view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("old", ["object_detection"]), key=b"cam-1")
+        await agent.put(frame("new", ["object_detection"]), key=b"cam-1")
+    held = sent.values(f"{built.orch.settings.app_id}-waiting")
+    assert [h["frame"]["frame_id"] for h in held] == ["old", "new"]
+    assert built.orch.tables.waiting["cam-1|object_detection"] == "new"
+    assert sent.values(ready(built.orch.settings, "det-a")) == []
+
+
+async def test_drain_sheds_superseded_frames_and_sends_the_latest(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.router.update_view([view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("old", ["object_detection"]), key=b"cam-1")
+        await agent.put(frame("new", ["object_detection"]), key=b"cam-1")
+    held = sent.records[f"{built.orch.settings.app_id}-waiting"]
+    built.router.update_view([view("det-a", {"object_detection"}, lag=0)])
+    async with built.drain_waiting.test_context() as drain:
+        for record in held:
+            await drain.put(json.dumps(record["value"]).encode(), key=record["key"])
+    letters = sent.values(built.orch.settings.dead_letter_topic)
+    assert [(d["reason"], d["frame_id"]) for d in letters] == [("shed", "old")]
+    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "det-a"))] == ["new"]
+    counters = built.orch.counters
+    assert counters.shed == 1 and counters.shed_by_camera == {"cam-1": 1} and counters.dead_lettered == {}
+
+
+async def test_protected_frames_pause_until_there_is_room(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    critical = [view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)]
+    built.router.update_view(critical)
+    s = built.orch.settings
+    async with built.route_frames.test_context() as agent:
+        # put() returns once the stream took the event; the agent itself is still holding it.
+        await agent.put(frame("vip", ["object_detection"], priority=9), key=b"cam-1")
+        await asyncio.sleep(0.6)
+        assert sent.records == {}  # paused: neither sent, nor held for shedding, nor dead-lettered
+        built.router.update_view([view("det-a", {"object_detection"}, lag=10)])
+        for _ in range(50):
+            if sent.values(ready(s, "det-a")):
+                break
+            await asyncio.sleep(0.1)
+    assert [r["frame_id"] for r in sent.values(ready(s, "det-a"))] == ["vip"]
+    assert sent.values(s.dead_letter_topic) == [] and sent.values(f"{s.app_id}-waiting") == []
