@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from app.context import Orchestrator
-from app.kafka import reliable_producer
+from app.kafka import start_reliable_producer
 from app.metrics import FRAMES_REROUTED
 from app.models import FrameEvent, ProcessorRecord, RoutedFrame
 
@@ -68,9 +68,12 @@ async def reroute_backlog(orch: Orchestrator, record: ProcessorRecord) -> int:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = reliable_producer(bootstrap, client_id=f"{orch.settings.app_id}-failover")
     await consumer.start()
-    await producer.start()
+    try:
+        producer = await start_reliable_producer(bootstrap, client_id=f"{orch.settings.app_id}-failover")
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         partitions = consumer.partitions_for_topic(record.topic) or set()
         tps = [TopicPartition(record.topic, p) for p in sorted(partitions)]

@@ -54,11 +54,12 @@ class FrameRouting:
         if not rerouted_from:
             self.orch.counters.captured += 1
         parent = context_from_headers(_headers(event)) or context_from_traceparent(frame.traceparent, frame.tracestate)
+        origin = _origin(event)
         affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
         decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
         affinity_changed = False
         for decision in decisions:
-            if self._is_duplicate(frame, decision.capability, rerouted_from):
+            if self._is_duplicate(frame, decision.capability, rerouted_from, origin):
                 continue
             while decision.action is Action.HOLD and frame.priority >= self.protected_priority:
                 # Protected frames are never shed: this agent stops here, so Kafka holds
@@ -76,7 +77,7 @@ class FrameRouting:
                     capability=decision.capability,
                 )
             else:
-                await self._send(frame, decision, parent)
+                await self._send(frame, decision, parent, origin)
                 pid = decision.processor_id
                 if decision.new_affinity and pid is not None and affinity.get(decision.capability) != pid:
                     affinity = {**affinity, decision.capability: pid}
@@ -101,7 +102,7 @@ class FrameRouting:
             affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
             decision = self.router.route([capability], frame.camera_id, frame.priority, affinity)[0]
             if decision.action is Action.SEND:
-                await self._send(frame, decision, parent)
+                await self._send(frame, decision, parent, _origin(event, "w"))
                 return
             if decision.action is Action.DEAD_LETTER:
                 await dead_letter_frame(
@@ -131,16 +132,26 @@ class FrameRouting:
             )
             return None
 
-    def _is_duplicate(self, frame: FrameEvent, capability: str, rerouted_from: Any) -> bool:
+    def _is_duplicate(self, frame: FrameEvent, capability: str, rerouted_from: Any, origin: str) -> bool:
+        """A pair routed before from ANOTHER record is a duplicate.
+
+        The same record seen again (a replay after a worker crash, same partition and
+        offset) is routed again: its first send may never have reached Kafka, since the
+        table's changelog write and the routed record are not atomic. The processor SDK
+        drops a pair it already finished, so a replay costs a re-send, never a loss.
+        """
         window = self.orch.tables.dedupe[dedupe_key(frame.frame_id, capability)]
-        seen_at = window.now() or window.delta(self.orch.settings.dedupe_window_seconds)
-        if not seen_at or (rerouted_from and seen_at == rerouted_from):
+        seen = window.now() or window.delta(self.orch.settings.dedupe_window_seconds)
+        if not seen:
+            return False
+        seen_pid, _, seen_origin = seen.partition("@")
+        if seen_origin == origin or (rerouted_from and seen_pid == rerouted_from):
             return False
         self.orch.counters.deduplicated += 1
         FRAMES_DEDUPED.inc()
         return True
 
-    async def _send(self, frame: FrameEvent, decision: Decision, parent: Any) -> None:
+    async def _send(self, frame: FrameEvent, decision: Decision, parent: Any, origin: str) -> None:
         pid = decision.processor_id
         assert pid is not None
         routed = RoutedFrame.model_construct(
@@ -162,7 +173,7 @@ class FrameRouting:
         await self.orch.topics.ready(pid).send(
             key=frame.camera_id.encode(), value=routed.model_dump_json().encode(), headers=headers
         )
-        self.orch.tables.dedupe[dedupe_key(frame.frame_id, decision.capability)] = pid
+        self.orch.tables.dedupe[dedupe_key(frame.frame_id, decision.capability)] = f"{pid}@{origin}"
         self.router.record_sent(pid)
         counters = self.orch.counters
         counters.routed += 1
@@ -184,6 +195,12 @@ class FrameRouting:
         counters.shed_by_reason[reason] += 1
         FRAMES_SHED.labels(frame.camera_id, reason).inc()
         await dead_letter_frame(self.orch, reason, detail, frame, capability=capability, shed=True)
+
+
+def _origin(event: Any, prefix: str = "") -> str:
+    """Where a record sits in Kafka: the same record replayed has the same origin."""
+    message = event.message
+    return f"{prefix}{message.partition}:{message.offset}"
 
 
 def _headers(event: Any) -> Any:

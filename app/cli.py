@@ -76,7 +76,12 @@ def bridge() -> None:
 @main.command()
 @click.option("--cameras", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Synthetic cameras.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Per camera.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds (default: forever).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds (default: run forever).",
+)
 @click.option("--width", type=click.IntRange(1, 100_000), default=320, show_default=True)
 @click.option("--height", type=click.IntRange(1, 100_000), default=240, show_default=True)
 @click.option("--capabilities", default=None, help="Comma-separated capabilities each frame asks for.")

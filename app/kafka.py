@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 log = logging.getLogger(__name__)
@@ -18,17 +18,46 @@ _VISIBLE_POLLS = 100
 _VISIBLE_POLL_SECONDS = 0.1
 
 
-def reliable_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
+def reliable_producer(
+    bootstrap_servers: str, client_id: str, linger_ms: int = 5, idempotent: bool = True
+) -> AIOKafkaProducer:
     """acks=all and idempotence: a record acknowledged is a record kept, and retries do not duplicate."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=idempotent,
         linger_ms=linger_ms,
         max_batch_size=1 << 20,
         request_timeout_ms=30_000,
     )
+
+
+async def start_reliable_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
+    """A started reliable producer, idempotent where the broker grants producer ids.
+
+    Some Kafka-compatible brokers (the embedded Tansu among them) answer InitProducerId with an
+    error; there the producer keeps acks=all without idempotence. Order per partition still holds
+    (aiokafka keeps one batch in flight per partition); a retried batch may be duplicated, which
+    at-least-once delivery allows anyway. Connection failures are raised for the caller to retry.
+    """
+    producer = reliable_producer(bootstrap_servers, client_id, linger_ms)
+    try:
+        await producer.start()
+        return producer
+    except KafkaConnectionError:
+        await producer.stop()
+        raise
+    except KafkaError as exc:
+        await producer.stop()
+        log.warning("broker refused an idempotent producer (%r); %s uses acks=all without idempotence", exc, client_id)
+    producer = reliable_producer(bootstrap_servers, client_id, linger_ms, idempotent=False)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int]], replication_factor: int = 1) -> None:

@@ -7,6 +7,7 @@ entrypoint (CLI ``frame-orchestrator worker``, ``python -m app.main``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from agents.routing import Router
 from agents.watch_health import register_watch_health
 from agents.worker_timers import register_worker_timers
 from app.context import Orchestrator, Tables
+from app.kafka import ensure_topics
 from app.logs import setup_logging
 from app.settings import Settings, load_settings
 from app.telemetry import setup_tracing
@@ -131,14 +133,28 @@ def _register_dashboard(app: faust.App) -> None:
     register_dashboard(app)
 
 
+def required_topics(settings: Settings) -> list[tuple[str, int]]:
+    """Topics shared with other services, created up front with the partitions tables need.
+
+    A broker that auto-creates topics would otherwise give the control topic its default
+    partition count, and the registry GlobalTable refuses a source/changelog mismatch.
+    """
+    parts = settings.captured_partitions
+    return [
+        (settings.captured_topic, parts),
+        (settings.dead_letter_topic, parts),
+        (settings.results_topic, parts),
+        (settings.control_topic, 1),
+    ]
+
+
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker until SIGTERM/SIGINT; blocking."""
     setup_logging(settings.log_level)
+    asyncio.run(ensure_topics(settings.bootstrap_servers, required_topics(settings), settings.topic_replication_factor))
     setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings)
-    worker = faust.Worker(
-        worker_app.app, loglevel=settings.log_level, web_port=settings.web_port, web_bind=settings.web_host
-    )
+    worker = faust.Worker(worker_app.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
 
 

@@ -6,7 +6,9 @@ Capture services in the field write three forms, each key a Redis stream field:
 * v2: the same ids plus ``metadata`` and ``trace_context`` as JSON objects, storage_path;
 * wrapped: a single ``payload`` or ``event`` field holding the whole event as JSON.
 
-``parse_entry`` never raises: whatever the bytes, it returns a ``ParseOutcome``.
+``parse_entry`` never raises: whatever the bytes, it returns a ``ParseOutcome``. A bad
+entry's ``ParseError.reason`` is one of ``empty_entry``, ``invalid_encoding``, ``invalid_json``,
+``missing_field``, ``invalid_field`` or ``invalid_entry``; its ``detail`` names the field and why.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _KNOWN = frozenset(
 )
 _WRAPPERS = ("payload", "event")
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: anything later is not a capture time
+_MIN_YEAR = 1970
+_INT_FIELDS = ("sequence", "width", "height", "size_bytes", "priority")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,25 +101,41 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
     if isinstance(value, bool):
         raise _Invalid("invalid_field", f"{name}: expected ISO-8601 or epoch seconds, got a boolean")
     if isinstance(value, int | float):
-        return _from_epoch(float(value), name)
+        return _from_epoch(value, name)
     if not isinstance(value, str) or not value.strip():
         raise _Invalid("invalid_field", f"{name}: expected ISO-8601 or epoch seconds, got {value!r:.80}")
     text = value.strip()
     try:
-        return _from_epoch(float(text), name)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return _from_epoch(seconds, name)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise _Invalid("invalid_field", f"{name}: {text!r:.80} is neither ISO-8601 nor epoch seconds") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    # Downstream services subtract capture times; a time they cannot represent is no capture time.
+    if utc is None or utc.year < _MIN_YEAR:
+        raise _Invalid("invalid_field", f"{name}: {text!r:.80} is before 1970 or out of range")
+    return parsed
 
 
 def _from_epoch(seconds: float, name: str) -> datetime:
-    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_EPOCH:
-        raise _Invalid("invalid_field", f"{name}: epoch seconds {seconds!r} out of range")
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    try:
+        value = float(seconds)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or not 0 <= value <= _MAX_EPOCH:
+        hint = " (milliseconds? epoch values are seconds)" if math.isfinite(value) and value > _MAX_EPOCH else ""
+        raise _Invalid("invalid_field", f"{name}: epoch seconds {seconds!r:.40} out of range{hint}")
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def _json_object(text: Any, name: str) -> dict[str, Any]:
@@ -129,7 +149,20 @@ def _json_object(text: Any, name: str) -> dict[str, Any]:
         raise _Invalid("invalid_json", f"{name}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise _Invalid("invalid_json", f"{name}: expected a JSON object, got {type(value).__name__}")
+    # A \ud800-style escape decodes to a lone surrogate that no UTF-8 record can carry on.
+    if ("\\ud" in text or "\\uD" in text) and _has_surrogate(value):
+        raise _Invalid("invalid_encoding", f"{name}: contains an unpaired UTF-16 surrogate escape")
     return value
+
+
+def _has_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def _capabilities(value: Any, name: str) -> list[str]:
@@ -147,6 +180,11 @@ def _build(doc: dict[str, Any], stream_id: str | None) -> FrameEvent:
         value = doc.get(required)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise _Invalid("missing_field", f"{required}: required")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise _Invalid("invalid_field", f"{required}: expected a string, got {type(value).__name__}")
+    for name in _INT_FIELDS:
+        if isinstance(doc.get(name), bool):
+            raise _Invalid("invalid_field", f"{name}: expected an integer, got a boolean")
     ts = doc.get("timestamp", doc.get("captured_at"))
     if ts is None:
         raise _Invalid("missing_field", "timestamp: required (ISO-8601 or epoch seconds)")

@@ -23,7 +23,7 @@ from app.kafka import ensure_topics
 from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
 
 log = logging.getLogger(__name__)
-READ_YOUR_WRITE_SECONDS = 5.0
+READ_YOUR_WRITE_SECONDS = 10.0
 BRIDGE_KEY_SCAN = 100
 
 

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from app.kafka import reliable_producer
 from bench.frames import capability_of, flat_fields
+from bench.stages import baseline_producer
 
 MAX_BATCH = 500
 Sender = Callable[[list[tuple[str, dict[str, str]]]], Awaitable[None]]
@@ -42,7 +42,7 @@ async def redis_sender(url: str) -> tuple[Sender, Callable[[], Awaitable[None]]]
 
 
 async def kafka_sender(bootstrap_servers: str) -> tuple[Sender, Callable[[], Awaitable[None]]]:
-    producer: AIOKafkaProducer = reliable_producer(bootstrap_servers, "bench-loadgen")
+    producer: AIOKafkaProducer = baseline_producer(bootstrap_servers, "bench-loadgen")
     await producer.start()
 
     async def send(batch: list[tuple[str, dict[str, str]]]) -> None:

@@ -23,12 +23,18 @@ import json
 import time
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.exceptions import ResponseError
 
 from app.kafka import reliable_producer
 
 CAP_HEADER = "capability"
+
+
+def baseline_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    """Our services' producer settings as they end up on the embedded Tansu broker, which refuses
+    idempotent producers: acks=all, linger 5 ms, 1 MiB batches (app.kafka.start_reliable_producer)."""
+    return reliable_producer(bootstrap, client_id, idempotent=False)
 
 
 async def _ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -39,7 +45,7 @@ async def _ensure_group(client: aioredis.Redis, stream: str, group: str) -> None
 async def null_bridge(redis_url: str, stream: str, group: str, bootstrap: str, topic: str, batch: int) -> None:
     client = aioredis.Redis.from_url(redis_url)
     await _ensure_group(client, stream, group)
-    producer = reliable_producer(bootstrap, "null-bridge")
+    producer = baseline_producer(bootstrap, "null-bridge")
     await producer.start()
     try:
         while True:
@@ -81,7 +87,7 @@ async def null_router(bootstrap: str, topic: str, group: str, targets: dict[byte
         max_partition_fetch_bytes=4 << 20,
         fetch_max_wait_ms=20,
     )
-    producer = reliable_producer(bootstrap, "null-router")
+    producer = baseline_producer(bootstrap, "null-router")
     await asyncio.gather(consumer.start(), producer.start())
     last_commit = time.monotonic()
     try:

@@ -111,11 +111,14 @@
     if (!pts.length) return;
     var max = 0;
     pts.forEach(function (p) { if (p.rate > max) max = p.rate; });
-    var top = max > 0 ? max : 1;
+    // Headroom above the peak keeps a steady rate from drawing along the top edge.
+    var top = max > 0 ? max * 1.25 : 1;
     svg.setAttribute("data-max", String(max));
-    var start = now - WINDOW_MS;
+    // Until the window is full the chart spans the data there is, so it is readable from the start.
+    var start = Math.max(now - WINDOW_MS, pts[0].t);
+    var span = Math.max(now - start, 1000);
     var coords = pts.map(function (p) {
-      var x = Math.max(0, Math.min(W, ((p.t - start) / WINDOW_MS) * W));
+      var x = Math.max(0, Math.min(W, (1 - (now - p.t) / span) * W));
       var y = H - 1 - (p.rate / top) * (H - 4);
       return x.toFixed(1) + "," + y.toFixed(1);
     });
@@ -236,6 +239,7 @@
     badge.textContent = level || "—";
     var lag = toInt(router.lag);
     setNum("router-lag", lag, fmtInt(lag));
+    $("router-error").textContent = router.error ? String(router.error) : "";
     renderProcessors(bp);
     renderKv($("shed-reasons"), (bp.shed && bp.shed.by_reason) || {}, "reason", "nothing shed");
     renderBridges(Array.isArray(bp.bridges) ? bp.bridges : []);

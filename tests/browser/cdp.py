@@ -142,16 +142,16 @@ class Page:
             args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
             self.console.append(f"{params.get('type')}: {args}")
 
-    async def goto(self, url: str, timeout: float = 15.0) -> None:
+    async def goto(self, url: str, within: float = 15.0) -> None:
         self._drain()
         reply = await self.send("Page.navigate", url=url)
         if reply.get("errorText"):
             raise CDPError(f"navigating to {url} failed: {reply['errorText']}")
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise CDPError(f"{url} did not finish loading within {timeout:.0f} s")
+                raise CDPError(f"{url} did not finish loading within {within:.0f} s")
             try:
                 event = await asyncio.wait_for(self._events.get(), remaining)
             except TimeoutError:
@@ -170,29 +170,35 @@ class Page:
             raise CDPError(f"evaluating {expression!r} threw: {text}")
         return reply.get("result", {}).get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 15.0, interval: float = 0.1) -> Any:
-        """Poll a JavaScript expression until it is truthy; return its value."""
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, expression: str, within: float = 15.0, interval: float = 0.1) -> Any:
+        """Poll a JavaScript expression until it is truthy (in JavaScript's sense); return its value.
+
+        A DOM node is returned as True: it does not serialise by value.
+        """
+        probe = f"(v => [!!v, v instanceof Node ? true : v])({expression})"
+        deadline = time.monotonic() + within
         value: Any = None
         while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
-            if value:
+            truthy, value = await self.evaluate(probe)
+            if truthy:
                 return value
             await asyncio.sleep(interval)
-        status = await self.evaluate("document.getElementById('status') && document.getElementById('status').textContent")
+        status = await self.evaluate(
+            "document.getElementById('status') && document.getElementById('status').textContent"
+        )
         raise AssertionError(
-            f"{expression!r} stayed falsy ({value!r}) for {timeout:.0f} s; page status: {status!r}; "
+            f"{expression!r} stayed falsy ({value!r}) for {within:.0f} s; page status: {status!r}; "
             f"JS exceptions: {self.exceptions}; console: {self.console[-5:]}"
         )
 
     async def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (not just the viewport)."""
-        metrics = await self.send("Page.getLayoutMetrics")
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        """A PNG of the page's content: all of it, and no empty viewport below it."""
+        width, height = await self.evaluate(
+            "[document.documentElement.scrollWidth, Math.ceil(document.documentElement.getBoundingClientRect().height)]"
+        )
+        clip = {"x": 0, "y": 0, "width": width, "height": max(height, 1), "scale": 1}
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
         return path
 
 
@@ -210,6 +216,19 @@ class Browser:
         return page
 
 
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _start(binary: str, profile: Path, log: Path) -> subprocess.Popen[bytes]:
+    argv = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
+    with log.open("wb") as log_file:
+        return subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
 def _read_devtools_port(profile: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
     marker = profile / "DevToolsActivePort"
     deadline = time.monotonic() + timeout
@@ -221,7 +240,9 @@ def _read_devtools_port(profile: Path, proc: subprocess.Popen[bytes], log: Path,
             if len(lines) >= 2:
                 return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
         time.sleep(0.05)
-    raise CDPError(f"chromium opened no DevTools port within {timeout:.0f} s: {log.read_text(errors='replace')[-2000:]}")
+    raise CDPError(
+        f"chromium opened no DevTools port within {timeout:.0f} s: {log.read_text(errors='replace')[-2000:]}"
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -244,11 +265,7 @@ async def launch(binary: str, startup_timeout: float = 30.0) -> AsyncIterator[Br
     with tempfile.TemporaryDirectory(prefix="fb-chromium-") as tmp:
         profile = Path(tmp) / "profile"
         log = Path(tmp) / "chromium.log"
-        argv = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
-        with log.open("wb") as log_file:
-            proc = subprocess.Popen(
-                argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        proc = await asyncio.to_thread(_start, binary, profile, log)
         try:
             ws_url = await asyncio.to_thread(_read_devtools_port, profile, proc, log, startup_timeout)
             async with aiohttp.ClientSession() as http:

@@ -50,6 +50,7 @@ class FakeOrchestrator:
     """Answers like a worker: totals grow at RATES per second of wall time."""
 
     fail: bool = True
+    router_error: str | None = None
     started: float = field(default_factory=time.time)
     processors: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {
@@ -65,13 +66,19 @@ class FakeOrchestrator:
         elapsed = now - self.started
         body: dict[str, Any] = {m: BASE_TOTALS[m] + int(RATES[m] * elapsed) for m in RATES}
         body["dead_lettered"] = {"no_processor": 7, "malformed": 3}
-        body["processors"] = {"detector-a": {"routed": 1200, "processed": 1100}, "ocr-b": {"routed": 50, "processed": 0}}
+        body["processors"] = {
+            "detector-a": {"routed": 1200, "processed": 1100},
+            "ocr-b": {"routed": 50, "processed": 0},
+        }
         body["at"] = datetime.fromtimestamp(now, UTC).isoformat()
         return body
 
     def backpressure(self) -> dict[str, Any]:
+        router: dict[str, Any] = {"level": "ELEVATED", "lag": 4321, "partitions": {"0": 4000, "1": 321}}
+        if self.router_error:
+            router["error"] = self.router_error
         return {
-            "router": {"level": "ELEVATED", "lag": 4321, "partitions": {"0": 4000, "1": 321}},
+            "router": router,
             "processors": self.processors,
             "shed": {"by_camera": {"cam-1": 10}, "by_reason": {"saturation": 10}},
             "bridges": [
@@ -140,7 +147,9 @@ async def test_dashboard_renders_live_values(
     await page.goto(f"{server}/?poll=250")
 
     # The API fails first: the page says so and has nothing to show yet.
-    status = await page.wait_for("document.getElementById('status').dataset.state === 'error' && document.getElementById('status').textContent")
+    status = await page.wait_for(
+        "document.getElementById('status').dataset.state === 'error' && document.getElementById('status').textContent"
+    )
     assert "HTTP 503" in status and "no data yet" in status
     assert "waiting for data" in await page.evaluate("document.getElementById('processors').textContent")
 
@@ -150,7 +159,13 @@ async def test_dashboard_renders_live_values(
 
     assert [*rows] == sorted(rows), "processors are listed by id"
     a, c, d, b = rows["detector-a"], rows["pose-c"], rows["seg-d"], rows["ocr-b"]
-    assert (a["fill"], a["width"], a["lagText"], a["caps"], a["partitions"]) == (0.3, "30%", "30 / 100", ["detect", "track"], 2)
+    assert (a["fill"], a["width"], a["lagText"], a["caps"], a["partitions"]) == (
+        0.3,
+        "30%",
+        "30 / 100",
+        ["detect", "track"],
+        2,
+    )
     assert (b["fill"], b["width"], b["status"], b["partitions"]) == (1.0, "100%", "stalled", 8), "bar is capped at 1"
     assert (c["fill"], d["fill"], d["status"]) == (0.7, 0.85, "draining")
     assert a["routed"] == "1,200" and c["routed"] == "0"
@@ -163,7 +178,8 @@ async def test_dashboard_renders_live_values(
     )
     assert router == ["ELEVATED", "4,321"]
     dead = await page.evaluate(
-        "Array.from(document.querySelectorAll('#dead-letters li')).map(li => [li.dataset.reason, li.lastChild.textContent])"
+        "Array.from(document.querySelectorAll('#dead-letters li'))"
+        ".map(li => [li.dataset.reason, li.lastChild.textContent])"
     )
     assert dead == [["no_processor", "7"], ["malformed", "3"]]
     bridges = await page.evaluate(
@@ -173,7 +189,7 @@ async def test_dashboard_renders_live_values(
     assert bridges == [["bridge-0", "running", "3"], ["bridge-1", "paused", "9,000"]]
 
     # Rates come from consecutive totals; after a few seconds of samples they match the fixture's.
-    await page.wait_for("Number(document.getElementById('chart-captured').dataset.points) >= 14", timeout=20)
+    await page.wait_for("Number(document.getElementById('chart-captured').dataset.points) >= 14", within=20)
     for metric, rate in RATES.items():
         shown = await page.evaluate(_num(f"rate-{metric}"))
         assert abs(shown - rate) <= max(1.0, rate * 0.08), (metric, shown)
@@ -190,13 +206,18 @@ async def test_dashboard_renders_live_values(
         "(document.querySelector('tr[data-processor-id=\"detector-a\"]'))"
     )
     assert float(moved) == 0.95
+    assert await page.evaluate("document.getElementById('router-error').textContent") == ""
+    fake.router_error = "redis unavailable: connection refused"
+    await page.wait_for("document.getElementById('router-error').textContent.includes('redis unavailable')")
 
     shot = await page.screenshot(artifacts / "dashboard-fixture.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
     # The API fails again: the last values stay, marked stale, and the error is named.
     fake.fail = True
-    status = await page.wait_for("document.getElementById('status').dataset.state === 'error' && document.getElementById('status').textContent")
+    status = await page.wait_for(
+        "document.getElementById('status').dataset.state === 'error' && document.getElementById('status').textContent"
+    )
     assert "HTTP 503" in status and "showing data from" in status
     assert await page.evaluate("document.body.dataset.stale") == "true"
     assert await page.evaluate("document.querySelectorAll('#processors tr[data-processor-id]').length") == 4

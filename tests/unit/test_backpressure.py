@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -20,7 +21,7 @@ from agents.backpressure import (
     router_level,
     utilisation,
 )
-from app.settings import Settings
+from app.settings import load_settings
 
 T = Thresholds(elevated=0.6, high=0.8, critical=0.95, hysteresis=0.05)
 
@@ -72,7 +73,7 @@ def test_hysteresis_stops_flapping_around_a_threshold() -> None:
     assert seen[0] is Level.ELEVATED
     assert seen[1:] == [Level.HIGH] * (len(samples) - 1)
     memoryless = [level_for(u, T) for u in samples]
-    flips = sum(1 for a, b in zip(memoryless, memoryless[1:], strict=False) if a is not b)
+    flips = sum(1 for a, b in pairwise(memoryless) if a is not b)
     assert flips >= 6  # the same samples without memory do flap
     assert tracker.update("p1", 0.74) is Level.ELEVATED
 
@@ -99,7 +100,7 @@ def test_thresholds_are_validated_and_read_from_settings() -> None:
         Thresholds(elevated=0.8, high=0.6, critical=0.95)
     with pytest.raises(ValueError):
         Thresholds(hysteresis=0.7)
-    s = Settings(bp_elevated=0.5, bp_high=0.7, bp_critical=0.9, bp_hysteresis=0.1)
+    s = load_settings(bp_elevated=0.5, bp_high=0.7, bp_critical=0.9, bp_hysteresis=0.1)
     assert Thresholds.from_settings(s) == Thresholds(0.5, 0.7, 0.9, 0.1)
 
 

@@ -178,3 +178,20 @@ async def test_protected_frames_pause_until_there_is_room(worker: tuple[WorkerAp
             await asyncio.sleep(0.1)
     assert [r["frame_id"] for r in sent.values(ready(s, "det-a"))] == ["vip"]
     assert sent.values(s.dead_letter_topic) == [] and sent.values(f"{s.app_id}-waiting") == []
+
+
+async def test_a_replayed_record_is_routed_again_but_a_redelivered_frame_is_not(
+    worker: tuple[WorkerApp, Sent],
+) -> None:
+    built, sent = worker
+    built.router.update_view([view("det-a", {"object_detection"})])
+    async with built.route_frames.test_context() as agent:
+        await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
+        # A worker crash replays the same record (same partition and offset): routed again,
+        # because its first send may never have reached Kafka.
+        agent.sent_offset -= 1
+        await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
+        # The bridge re-sending the frame is a new record: a duplicate, dropped.
+        await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
+    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "det-a"))] == ["f9", "f9"]
+    assert built.orch.counters.deduplicated == 1

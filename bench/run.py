@@ -1,0 +1,129 @@
+"""``python -m bench.run --profile quick|full``: the whole benchmark, written to bench/results/.
+
+Each system gets fresh servers (app.devstack: embedded Tansu and Valkey unless KAFKA_BROKER /
+REDIS_URL name others), so no system runs against a broker already holding another's data.
+Writes <profile>.json (everything measured), <profile>.md (tables) and <profile>.png (plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.devstack import DevStack
+from bench import routing_cost
+from bench.baselines import NullPipeline, RawKafka, RawRedis, RedisFanout
+from bench.pipeline import OurPipeline
+from bench.profiles import FANOUT, NULL, OURS_1W, OURS_2W, PROFILES, RAW_KAFKA, RAW_REDIS, Profile
+from bench.report import write_reports
+from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
+
+log = logging.getLogger("bench")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def make_system(key: str, env: BenchEnv) -> System:
+    if key == OURS_1W:
+        return OurPipeline(env, workers=1)
+    if key == OURS_2W:
+        return OurPipeline(env, workers=2)
+    factories: dict[str, type[System]] = {
+        NULL: NullPipeline,
+        RAW_KAFKA: RawKafka,
+        RAW_REDIS: RawRedis,
+        FANOUT: RedisFanout,
+    }
+    return factories[key](env)
+
+
+def measure_routing(profile: Profile) -> list[dict[str, Any]]:
+    try:
+        return routing_cost.run(profile.routing_decisions, profile.routing_passes)
+    except Exception as exc:
+        log.exception("routing cost failed")
+        return [{"mode": "both", "error": f"{type(exc).__name__}: {exc}"}]
+
+
+async def run_profile(profile: Profile, out_dir: Path, systems: list[str] | None = None) -> dict[str, Any]:
+    started = time.monotonic()
+    log_dir = Path(tempfile.mkdtemp(prefix=f"frame-bench-{profile.name}-"))
+    log.info("service logs in %s", log_dir)
+    results: dict[str, Any] = {
+        "profile": profile.name,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        },
+        "cameras": 32,
+        "capabilities": list(CAPABILITIES),
+        "plan": profile.plan.__dict__,
+        "systems": [],
+    }
+    log.info("routing cost: %d decisions x %d passes", profile.routing_decisions, profile.routing_passes)
+    results["routing_cost"] = await asyncio.to_thread(measure_routing, profile)
+    for key in systems or list(profile.systems):
+        log.info("%s: starting servers", key)
+        stack = await asyncio.to_thread(DevStack().start)
+        try:
+            results["machine"].setdefault("kafka", stack.kafka_kind)
+            results["machine"].setdefault("redis", stack.redis_kind)
+            assert stack.kafka_url and stack.redis_url
+            env = BenchEnv(stack.kafka_url, stack.redis_url, log_dir, ns=f"b{uuid.uuid4().hex[:8]}")
+            system = make_system(key, env)
+            result = await run_system(system, profile.plan_for(key))
+        finally:
+            await asyncio.to_thread(stack.stop)
+        log.info("%s: %s", key, _summary(result))
+        results["systems"].append(result)
+    results["wall_seconds"] = time.monotonic() - started
+    results["log_dir"] = str(log_dir)
+    paths = write_reports(results, out_dir)
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return results
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if not result.get("ok"):
+        return f"FAILED: {result.get('error')}"
+    parts = []
+    if "throughput" in result:
+        parts.append(f"{result['throughput']['rate']:,.0f} frames/s")
+    for row in result.get("latency", []):
+        p99 = row.get("p99_ms")
+        parts.append(f"@{row['offered']:,.0f}/s p99 {p99:.1f} ms" if p99 is not None else f"@{row['offered']:,.0f}/s -")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Frame Buffer v2 benchmark")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for <profile>.json/.md/.png")
+    parser.add_argument("--systems", default=None, help="comma-separated subset, e.g. ours-1w,null")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    profile = PROFILES[args.profile]
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    unknown = sorted(set(systems or []) - set(profile.systems) - {OURS_2W})
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(unknown)}")
+    results = asyncio.run(run_profile(profile, args.out, systems))
+    return 0 if all(s.get("ok") for s in results["systems"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

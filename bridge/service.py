@@ -1,0 +1,405 @@
+"""The bridge: mirrors the capture stream into the captured topic, at least once.
+
+One loop, one batch in flight: XREADGROUP a batch, queue every record with the producer,
+await all their deliveries, then XACK the batch in one call. An entry is acknowledged only
+after Kafka acknowledged its record, so a crash at any point leaves it pending, and the next
+bridge claims it (its own PEL from "0" on start, other consumers' idle entries by XAUTOCLAIM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from prometheus_client import start_http_server
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from app import metrics
+from app.kafka import ensure_topics, start_reliable_producer
+from app.logs import setup_logging
+from app.models import DeadLetter, utcnow
+from app.parsing import parse_entry
+from app.settings import Settings
+from app.telemetry import context_from_traceparent, headers_for, setup_tracing
+from app.telemetry import tracer as get_tracer
+from bridge import letters
+from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
+from bridge.sink import Delivery, KafkaSink
+from bridge.source import CLAIM_START, CaptureSource, Entry
+from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
+
+log = logging.getLogger(__name__)
+
+SERVICE = "bridge"
+BACKPRESSURE_REFRESH_SECONDS = 0.5
+REPORT_INTERVAL_SECONDS = 1.0
+STATE_TTL_SECONDS = 10
+STARTUP_TIMEOUT_SECONDS = 60.0
+MIN_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 5.0
+DEAD_LETTER_PARTITIONS = 1
+
+# Failures of a server, not of an entry: wait, then retry what is still pending.
+_TRANSIENT = (RedisError, KafkaError, OSError)
+
+
+class BatchIncomplete(Exception):
+    """Kafka did not acknowledge every record of a batch; the entries of those stay pending."""
+
+
+@dataclass(slots=True)
+class _InFlight:
+    stream_id: str
+    future: Delivery
+    reason: str | None  # None: a frame for the captured topic; else the dead-letter reason
+    span: Span | None = None
+
+
+class Bridge:
+    """Mirrors ``settings.capture_stream`` into ``settings.captured_topic`` until asked to stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: str | None = None,
+        redis: aioredis.Redis | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer or settings.bridge_consumer_name or default_consumer_name()
+        self.redis: aioredis.Redis = redis if redis is not None else aioredis.from_url(settings.redis_url)
+        self._owns_redis = redis is None
+        self._tracer = tracer or get_tracer("bridge")
+        self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
+        self._producer: AIOKafkaProducer | None = None
+        self._sink: KafkaSink | None = None
+        self.state = State.RUNNING
+        self.mirrored_total = 0
+        self.dead_lettered_total = 0
+        self._level = Level.NORMAL
+        self._level_read_at = float("-inf")
+        self._next_claim = 0.0
+        self._stop = asyncio.Event()
+        self._serving = False
+        self._served = asyncio.Event()
+        self._released = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Finish the batch in flight, then return from serve(). Safe from a signal handler."""
+        self._stop.set()
+
+    async def start(self) -> None:
+        """Wait for Redis and Kafka (start order of the services does not matter), then set up."""
+        if self._sink is not None:
+            return
+        s = self.settings
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RedisConnectionError, KafkaConnectionError, OSError)),
+            wait=wait_exponential(min=0.2, max=3),
+            stop=stop_after_delay(STARTUP_TIMEOUT_SECONDS),
+            reraise=True,
+        ):
+            with attempt:
+                await self.source.ensure_group()
+                await ensure_topics(
+                    s.bootstrap_servers,
+                    [(s.captured_topic, s.captured_partitions), (s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
+                    s.topic_replication_factor,
+                )
+                self._producer = await start_reliable_producer(s.bootstrap_servers, f"bridge-{self.consumer}")
+        assert self._producer is not None
+        self._sink = KafkaSink(self._producer, s.captured_topic, s.dead_letter_topic)
+        log.info(
+            "bridge %s: %s (group %s) -> %s, bad entries -> %s",
+            self.consumer,
+            s.capture_stream,
+            s.capture_group,
+            s.captured_topic,
+            s.dead_letter_topic,
+        )
+
+    async def serve(self) -> None:
+        """Run until request_stop() or close(); the batch in flight is always finished."""
+        self._serving = True
+        try:
+            await self.start()
+            reporter = asyncio.create_task(self._report_loop(), name=f"bridge-report-{self.consumer}")
+            try:
+                await self._loop()
+            finally:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+        finally:
+            self._served.set()
+
+    async def close(self) -> None:
+        """Stop serving (after the batch in flight), flush the producer and let go of the servers."""
+        self.request_stop()
+        if self._serving:
+            await self._served.wait()
+        if self._released:
+            return
+        self._released = True
+        if self._producer is not None:
+            await self._producer.stop()
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(bridge_state_key(self.settings.app_id, self.consumer))
+        if self._owns_redis:
+            await self.redis.aclose()
+        log.info(
+            "bridge %s stopped: %d mirrored, %d dead-lettered",
+            self.consumer,
+            self.mirrored_total,
+            self.dead_lettered_total,
+        )
+
+    # --- the loop ------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        backoff = MIN_BACKOFF_SECONDS
+        while not self._stop.is_set():
+            try:
+                await self._step()
+                backoff = MIN_BACKOFF_SECONDS
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group was deleted under us: recreate them and carry on.
+                log.warning("bridge %s: %s; recreating the group", self.consumer, exc)
+                await self.source.ensure_group()
+            except (*_TRANSIENT, BatchIncomplete) as exc:
+                log.warning(
+                    "bridge %s: %s: %s; retrying in %.1f s, unacknowledged entries stay pending",
+                    self.consumer,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                self._next_claim = 0.0  # re-read our own pending entries first
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _step(self) -> None:
+        action = await self._action()
+        if not action.reads:
+            await self._pause(action.sleep_after)
+            return
+        if time.monotonic() >= self._next_claim:
+            await self._claim(action)
+            self._next_claim = time.monotonic() + self.settings.bridge_claim_interval
+            if self._stop.is_set():
+                return
+        entries = await self.source.read_new(action.batch_size, self.settings.bridge_block_ms)
+        if entries:
+            await self._mirror(entries)
+        if action.sleep_after:
+            await self._pause(action.sleep_after)
+
+    async def _action(self) -> Action:
+        now = time.monotonic()
+        if now - self._level_read_at >= BACKPRESSURE_REFRESH_SECONDS:
+            self._level = parse_level(await self.redis.get(backpressure_key(self.settings.app_id)))
+            self._level_read_at = now
+        action = decide(self._level, self.settings.bridge_batch_size)
+        if action.state is not self.state:
+            log.info("bridge %s: backpressure %s -> %s", self.consumer, self._level.value, action.state.value)
+            self.state = action.state
+        metrics.BRIDGE_THROTTLE.set(STATE_GAUGE[action.state])
+        return action
+
+    async def _claim(self, action: Action) -> None:
+        """Our own pending entries (a crash or a failed batch), then idle ones of dead consumers."""
+        after = "0"
+        while not self._stop.is_set():
+            entries = await self.source.read_own_pending(after, action.batch_size)
+            if not entries:
+                break
+            await self._mirror(entries)
+            after = entries[-1].stream_id
+        cursor = CLAIM_START
+        while not self._stop.is_set():
+            cursor, entries = await self.source.claim_idle(
+                cursor, self.settings.bridge_claim_idle_ms, action.batch_size
+            )
+            if entries:
+                log.info("bridge %s: claimed %d idle pending entries", self.consumer, len(entries))
+                await self._mirror(entries)
+            if cursor == CLAIM_START:
+                break
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    # --- one batch -----------------------------------------------------------------------
+    async def _mirror(self, entries: list[Entry]) -> None:
+        # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
+        started = time.perf_counter()
+        flights: list[_InFlight] = []
+        send_error: BaseException | None = None
+        for entry in entries:
+            try:
+                flights.append(await self._send(entry))
+            except (KafkaError, OSError) as exc:
+                send_error = exc  # the rest stay pending; what was queued is still awaited and acked
+                break
+        results = await asyncio.gather(*(f.future for f in flights), return_exceptions=True)
+        delivered: list[str] = []
+        failures: list[BaseException] = []
+        mirrored = 0
+        for flight, result in zip(flights, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(result)
+                if flight.span is not None:
+                    flight.span.set_status(Status(StatusCode.ERROR, f"not delivered: {result!r}"))
+            else:
+                delivered.append(flight.stream_id)
+                if flight.reason is None:
+                    mirrored += 1
+                else:
+                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc()
+            if flight.span is not None:
+                flight.span.end()
+        dead = len(delivered) - mirrored
+        self.mirrored_total += mirrored
+        self.dead_lettered_total += dead
+        metrics.BRIDGE_FRAMES.labels("mirrored").inc(mirrored)
+        metrics.BRIDGE_FRAMES.labels("dead_lettered").inc(dead)
+        await self.source.ack(delivered)
+        metrics.BRIDGE_BATCH_SECONDS.observe(time.perf_counter() - started)
+        if send_error is not None or failures:
+            first = send_error or failures[0]
+            raise BatchIncomplete(
+                f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
+            )
+
+    async def _send(self, entry: Entry) -> _InFlight:
+        assert self._sink is not None
+        if not entry.fields:
+            return await self._dead_letter(letters.for_deleted(entry.stream_id))
+        outcome = parse_entry(entry.fields, entry.stream_id)
+        frame = outcome.frame
+        if frame is None:
+            assert outcome.error is not None
+            return await self._dead_letter(letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw))
+        parent = context_from_traceparent(frame.traceparent, frame.tracestate)
+        span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
+        if span.is_recording():
+            span.set_attribute("frame.id", frame.frame_id)
+            span.set_attribute("camera.id", frame.camera_id)
+            span.set_attribute("stream.id", entry.stream_id)
+        try:
+            future = await self._sink.send_frame(frame, headers_for(trace.set_span_in_context(span)))
+        except MessageSizeTooLargeError as exc:
+            span.set_status(Status(StatusCode.ERROR, "record too large"))
+            span.end()
+            record = letters.letter(
+                letters.TOO_LARGE_REASON,
+                f"the frame's record is larger than the producer accepts ({exc})",
+                entry.stream_id,
+                outcome.raw,
+                frame.frame_id,
+                frame.camera_id,
+            )
+            return await self._dead_letter(record)
+        return _InFlight(entry.stream_id, future, None, span)
+
+    async def _dead_letter(self, record: DeadLetter) -> _InFlight:
+        assert self._sink is not None and record.stream_id is not None
+        log.debug("bridge %s: dead-letter %s %s: %s", self.consumer, record.stream_id, record.reason, record.detail)
+        return _InFlight(record.stream_id, await self._sink.send_dead_letter(record), record.reason)
+
+    # --- state report --------------------------------------------------------------------
+    async def _report_loop(self) -> None:
+        last_total = self.mirrored_total + self.dead_lettered_total
+        last_at = time.monotonic()
+        rate = 0.0
+        failing = False
+        while True:
+            try:
+                await self._report(rate)
+                failing = False
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("bridge %s: cannot report state: %s", self.consumer, exc)
+                failing = True
+            await asyncio.sleep(REPORT_INTERVAL_SECONDS)
+            now = time.monotonic()
+            total = self.mirrored_total + self.dead_lettered_total
+            rate = (total - last_total) / max(now - last_at, 1e-9)
+            last_total, last_at = total, now
+
+    def state_document(self, backlog: int, pending: int, rate: float) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "state": self.state.value,
+            "backlog": backlog,
+            "pending": pending,
+            "mirrored_total": self.mirrored_total,
+            "dead_lettered_total": self.dead_lettered_total,
+            "rate": round(rate, 2),
+            "at": utcnow().isoformat(),
+        }
+
+    async def _report(self, rate: float) -> None:
+        group = await self.source.group_state()
+        metrics.STREAM_BACKLOG.set(group.backlog)
+        metrics.STREAM_PENDING.set(group.pending)
+        doc = self.state_document(group.backlog, group.pending, rate)
+        key = bridge_state_key(self.settings.app_id, self.consumer)
+        await self.redis.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+
+
+def run_bridge(settings: Settings) -> None:
+    """The bridge process: serve until SIGTERM/SIGINT, finish the batch in flight, exit."""
+    setup_logging(settings.log_level)
+    provider = setup_tracing(
+        settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
+    )
+    if settings.bridge_metrics_port:
+        start_http_server(settings.bridge_metrics_port)
+    try:
+        asyncio.run(_serve_until_signalled(settings))
+    finally:
+        provider.shutdown()
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    bridge = Bridge(settings)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if bridge.stopping and main is not None:
+            log.warning("second %s: not waiting for the batch in flight", signal.Signals(signum).name)
+            main.cancel()
+            return
+        log.info("%s: finishing the batch in flight", signal.Signals(signum).name)
+        bridge.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await bridge.serve()
+    finally:
+        await bridge.close()

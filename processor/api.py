@@ -1,0 +1,82 @@
+"""The orchestrator's processor REST API, as the SDK calls it: register, heartbeat, deregister."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from app.models import ProcessorSpec
+
+log = logging.getLogger(__name__)
+
+_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class RegistrationError(RuntimeError):
+    """The orchestrator refused the registration, or did not answer in time."""
+
+
+class _Unavailable(Exception):
+    """Worth retrying: no connection, a timeout, or a 5xx/429 while the orchestrator starts."""
+
+
+class OrchestratorAPI:
+    """Thin client of ``/api/v1/processors``; the caller owns the aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/") + "/api/v1/processors"
+
+    async def register(self, spec: ProcessorSpec, within: float = 60.0) -> dict[str, Any]:
+        """POST the spec until the orchestrator accepts it; returns the registry record.
+
+        Retries while the orchestrator is unreachable or not ready for ``within`` seconds,
+        then raises RegistrationError; a 4xx (a bad spec) raises at once with the server's reason.
+        """
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_Unavailable),
+                wait=wait_exponential(multiplier=0.2, max=5),
+                stop=stop_after_delay(within),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._register_once(spec)
+        except _Unavailable as exc:
+            raise RegistrationError(
+                f"orchestrator at {self._base} did not accept processor {spec.id!r} within {within:.0f} s: {exc}"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _register_once(self, spec: ProcessorSpec) -> dict[str, Any]:
+        url = f"{self._base}/register"
+        try:
+            async with self._session.post(url, json=spec.model_dump(mode="json"), timeout=_REQUEST_TIMEOUT) as resp:
+                if resp.status in (200, 201):
+                    record: dict[str, Any] = await resp.json()
+                    return record
+                body = await resp.text()
+                if resp.status >= 500 or resp.status == 429:
+                    raise _Unavailable(f"HTTP {resp.status}: {body[:200]}")
+                raise RegistrationError(f"orchestrator refused processor {spec.id!r}: HTTP {resp.status}: {body[:500]}")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def heartbeat(self, processor_id: str, status: str = "healthy") -> bool:
+        """True when accepted; False when the orchestrator does not know the processor (re-register)."""
+        body = {"processor_id": processor_id, "status": status}
+        async with self._session.post(f"{self._base}/heartbeat", json=body, timeout=_REQUEST_TIMEOUT) as resp:
+            if resp.status == 404:
+                return False
+            if resp.status != 200:
+                raise RuntimeError(f"heartbeat refused: HTTP {resp.status}: {(await resp.text())[:200]}")
+            return True
+
+    async def deregister(self, processor_id: str) -> None:
+        """DELETE the processor; one that is already gone (404) is fine."""
+        async with self._session.delete(f"{self._base}/{processor_id}", timeout=_REQUEST_TIMEOUT) as resp:
+            if resp.status not in (200, 204, 404):
+                raise RuntimeError(f"deregister refused: HTTP {resp.status}: {(await resp.text())[:200]}")

@@ -1,0 +1,276 @@
+"""ProcessorClient: the whole life of a processor built on the SDK.
+
+    client = ProcessorClient(settings, "detector-1", ["object_detection"], detect)
+    client.run_sync()          # or: await client.run()
+
+Lifecycle, in order (each hook below says who calls it and when):
+
+1. ``register()``   - called by ``run()`` first: POST the spec until the orchestrator
+   accepts it; its answer names the topic and consumer group to use.
+2. ``consume()``    - called by ``run()`` next: the fetch/process/publish/commit loop
+   (FramePipeline), until ``stop()`` or a signal. Usable alone, without the web API.
+3. heartbeats       - a task ``run()`` keeps beside ``consume()``: every HEARTBEAT_INTERVAL.
+4. ``stop()``       - called by you or by SIGTERM/SIGINT: says "draining", stops fetching,
+   finishes and commits the batch in hand, deregisters, closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+from prometheus_client import start_http_server
+
+from app.models import ProcessorSpec, ProcessorStatus
+from app.settings import Settings
+from processor.api import OrchestratorAPI
+from processor.frame import ProcessFn
+from processor.pipeline import FramePipeline, PipelineConfig, PipelineStats
+
+log = logging.getLogger(__name__)
+
+
+class ProcessorClient:
+    """A processor: its spec, its ``process`` function, and how it runs.
+
+    ``process`` gets a :class:`processor.frame.Frame` (routed frame + pixel bytes) and returns
+    a JSON-serialisable dict, published as the frame's FrameResult. ``capacity`` is how many
+    frames of lag it can hold (the router's backpressure unit). ``stateful`` keeps each
+    camera's frames in order (and asks the router for camera affinity); ``concurrency``
+    is how many frames of a batch may be in ``process`` at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor_id: str,
+        capabilities: list[str],
+        process: ProcessFn,
+        capacity: int = 100,
+        stateful: bool = False,
+        partitions: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        concurrency: int = 1,
+        *,
+        max_batch: int = 100,
+        register_timeout: float = 60.0,
+        deregister_on_stop: bool = True,
+    ) -> None:
+        self.settings = settings
+        # Validates the id and capabilities now, not at the first HTTP call.
+        self.spec = ProcessorSpec(
+            id=processor_id,
+            capabilities=capabilities,
+            capacity=capacity,
+            stateful=stateful,
+            partitions=partitions,
+            metadata=dict(metadata or {}),
+        )
+        self.process = process
+        self.concurrency = concurrency
+        self.max_batch = max_batch
+        self.register_timeout = register_timeout
+        # Replicas share one id: only the last one leaving should deregister it.
+        self.deregister_on_stop = deregister_on_stop
+        self.topic = settings.ready_topic(processor_id)
+        self.group = settings.processor_group(processor_id)
+        self.record: dict[str, Any] | None = None
+        self._stop = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._active = False
+        self._pipeline: FramePipeline | None = None
+        self._api: OrchestratorAPI | None = None
+        self._stats = PipelineStats()
+
+    @property
+    def processor_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def stats(self) -> PipelineStats:
+        """Frames processed and dead-lettered (by reason) by the current or last run."""
+        return self._pipeline.stats if self._pipeline is not None else self._stats
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def run(self, register: bool = True) -> None:
+        """Register, consume until stopped, deregister. Installs SIGTERM/SIGINT handlers when
+        run in the main thread; a second signal cancels without draining."""
+        self._stop.clear()
+        self._serve_metrics()
+        with self._lifetime(), self._signals():
+            if register:
+                await self._run_registered()
+            else:
+                await self.consume()
+
+    def run_sync(self, register: bool = True) -> None:
+        """``run()`` in a fresh event loop: the blocking entry of a processor process."""
+        asyncio.run(self.run(register=register))
+
+    async def register(self) -> dict[str, Any]:
+        """Called by ``run()`` before consuming, and again when a heartbeat finds the
+        orchestrator has forgotten this processor. Retries up to ``register_timeout``."""
+        if self._api is None:
+            raise RuntimeError("register() needs run(register=True)")
+        record = await self._api.register(self.spec, within=self.register_timeout)
+        self.record = record
+        # The orchestrator's answer is authoritative (it may map ids to topics differently).
+        self.topic = str(record.get("topic") or self.topic)
+        self.group = str(record.get("consumer_group") or self.group)
+        log.info("registered processor %s: topic %s, group %s", self.processor_id, self.topic, self.group)
+        return record
+
+    async def consume(self) -> None:
+        """Called by ``run()`` after registering; call it directly to consume without the web
+        API. Returns once ``stop()`` was asked and the batch in hand is committed."""
+        pipeline = FramePipeline(
+            self.settings,
+            PipelineConfig(
+                processor_id=self.processor_id,
+                topic=self.topic,
+                group=self.group,
+                concurrency=self.concurrency,
+                stateful=self.spec.stateful,
+                max_batch=self.max_batch,
+                partitions=(self.record or {}).get("partitions") or self.spec.partitions,
+            ),
+            self.process,
+        )
+        self._pipeline = pipeline
+        with self._lifetime():
+            try:
+                await pipeline.start()
+                await pipeline.run(self._stop)
+            finally:
+                await pipeline.close()
+
+    def request_stop(self) -> None:
+        """Ask a running client to drain and stop, without waiting; safe from signal handlers."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Called by you (another task) or, through ``request_stop``, by SIGTERM/SIGINT: the
+        heartbeat task says "draining" so the router stops sending, the batch in hand is
+        finished and committed, the processor deregisters. Returns when ``run()`` has ended."""
+        self._stop.set()
+        if self._active:
+            await self._finished.wait()
+
+    @contextlib.contextmanager
+    def _lifetime(self) -> Iterator[None]:
+        """Marks the outermost of run()/consume() as running, for stop() to wait on."""
+        outer = not self._active
+        if outer:
+            self._active = True
+            self._finished.clear()
+        try:
+            yield
+        finally:
+            if outer:
+                self._active = False
+                self._finished.set()
+
+    # --- helpers ---------------------------------------------------------------------------
+    async def _run_registered(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            self._api = OrchestratorAPI(session, self.settings.orchestrator_url)
+            try:
+                if not await self._until_stopped(self.register()):
+                    return
+                beats = asyncio.create_task(self._heartbeats(), name=f"heartbeat-{self.processor_id}")
+                try:
+                    await self.consume()
+                    # Lets the "draining" heartbeat go out before the processor leaves.
+                    await asyncio.wait_for(asyncio.shield(beats), timeout=15)
+                finally:
+                    beats.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                        await beats
+                if self.deregister_on_stop:
+                    await self._deregister()
+            finally:
+                self._api = None
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, Any]) -> bool:
+        """Runs ``work`` unless a stop comes first (e.g. SIGTERM while still registering)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()
+        return True
+
+    async def _heartbeats(self) -> None:
+        """Every HEARTBEAT_INTERVAL while running; one "draining" beat once stop is asked."""
+        assert self._api is not None
+        while not self._stop.is_set():
+            try:
+                if not await self._api.heartbeat(self.processor_id, ProcessorStatus.HEALTHY.value):
+                    log.warning("orchestrator does not know processor %s; registering again", self.processor_id)
+                    await self.register()
+            except Exception as exc:  # the orchestrator restarting must not stop the work
+                log.warning("heartbeat of %s failed: %r", self.processor_id, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.settings.heartbeat_interval)
+        try:
+            await self._api.heartbeat(self.processor_id, ProcessorStatus.DRAINING.value)
+        except Exception as exc:
+            log.warning("draining heartbeat of %s failed: %r", self.processor_id, exc)
+
+    async def _deregister(self) -> None:
+        assert self._api is not None
+        try:
+            await self._api.deregister(self.processor_id)
+            log.info("deregistered processor %s", self.processor_id)
+        except Exception as exc:  # the health watch will mark it unhealthy instead
+            log.warning("could not deregister %s: %r", self.processor_id, exc)
+
+    def _serve_metrics(self) -> None:
+        port = self.settings.processor_metrics_port
+        if not port:
+            return
+        try:
+            start_http_server(port)
+        except OSError as exc:
+            log.warning("cannot serve /metrics on port %d: %s", port, exc)
+            return
+        log.info("serving /metrics on port %d", port)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        sigs = (signal.SIGTERM, signal.SIGINT)
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self._stop.is_set():
+                log.warning("second %s: stopping without draining", sig.name)
+                if task is not None:
+                    task.cancel()
+                return
+            log.info("%s: draining processor %s", sig.name, self.processor_id)
+            self.request_stop()
+
+        for sig in sigs:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)

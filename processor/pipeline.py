@@ -1,0 +1,334 @@
+"""The SDK's core loop: fetch a batch, load pixels, process, publish, then commit.
+
+At-least-once: a batch's offsets are committed only after every one of its records led
+to an acknowledged record on the results or the dead-letter topic. A crash before the
+commit re-delivers the batch (to this or another replica of the same consumer group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.context import Context
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
+from app.kafka import ensure_topics, start_reliable_producer
+from app.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
+from app.models import DeadLetter, FrameResult, RoutedFrame, utcnow
+from app.settings import Settings
+from app.telemetry import context_from_headers, headers_for, tracer
+from processor.frame import Frame, ProcessFn, RejectFrame
+from processor.pixels import PixelStore
+
+log = logging.getLogger(__name__)
+SERVICE = "processor"
+_PUBLISH_RETRY_SECONDS = 1.0
+
+
+@dataclass
+class PipelineStats:
+    """What this pipeline did since it started; tests and the dev dashboard read it."""
+
+    processed: int = 0
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    committed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    processor_id: str
+    topic: str
+    group: str
+    concurrency: int = 1
+    stateful: bool = False
+    max_batch: int = 100
+    poll_ms: int = 250
+    partitions: int | None = None
+
+
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands partitions over only between batches, so the batch in hand still commits."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self._lock:
+            log.info("partitions revoked: %s", sorted(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned: %s", sorted(assigned))
+
+
+class FramePipeline:
+    """Consumes ``config.topic`` as ``config.group`` and runs ``process`` on every frame.
+
+    Frames of one camera are processed in order when ``stateful`` (they share a key, hence
+    a partition); otherwise up to ``concurrency`` frames of a batch run at once.
+    """
+
+    def __init__(self, settings: Settings, config: PipelineConfig, process: ProcessFn) -> None:
+        if config.concurrency < 1 or config.max_batch < 1:
+            raise ValueError("concurrency and max_batch must be >= 1")
+        self.settings = settings
+        self.config = config
+        self.stats = PipelineStats()
+        self._process = process
+        self._tracer = tracer("processor")
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._pixels = PixelStore.from_url(settings.redis_url)
+
+    async def start(self) -> None:
+        """Make sure the topics exist (a metadata request would create them with the broker's
+        default partition count), then start producing and join the consumer group."""
+        s, c = self.settings, self.config
+        await ensure_topics(
+            s.bootstrap_servers,
+            [
+                (c.topic, c.partitions or s.processor_partitions),
+                (s.results_topic, s.captured_partitions),
+                (s.dead_letter_topic, s.captured_partitions),
+            ],
+            s.topic_replication_factor,
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{c.processor_id}-{socket.gethostname()}-{os.getpid()}",
+            group_id=c.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=c.max_batch,
+            session_timeout_ms=int(s.broker_session_timeout * 1000),
+            rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
+            heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
+        )
+        consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock))
+        self._producer = await start_reliable_producer(s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2)
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Batches until ``stop`` is set; the batch in hand is finished and committed first."""
+        consumer = self._require_consumer()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=self.config.poll_ms, max_records=self.config.max_batch)
+            if not batch:
+                continue
+            async with self._lock:
+                await self.handle_batch(batch)
+
+    async def close(self) -> None:
+        """Leave the group and flush the producer. Uncommitted records go to the next owner."""
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        try:
+            if consumer is not None:
+                await consumer.stop()
+        finally:
+            try:
+                if producer is not None:
+                    await producer.stop()
+            finally:
+                await self._pixels.close()
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("FramePipeline.start() first")
+        return self._consumer
+
+    def _require_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("FramePipeline.start() first")
+        return self._producer
+
+    async def handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Process, publish and commit one batch. Partitions lost in a rebalance meanwhile are
+        skipped: their new owner reads them from the last commit."""
+        consumer = self._require_consumer()
+        owned = consumer.assignment()
+        records = [record for tp, part in batch.items() if tp in owned for record in part]
+        if not records:
+            return
+        self.stats.batches += 1
+        acks: list[asyncio.Future[Any]] = []
+        frames: list[tuple[ConsumerRecord[bytes, bytes], RoutedFrame]] = []
+        for record in records:
+            try:
+                frames.append((record, RoutedFrame.model_validate_json(record.value or b"")))
+            except ValidationError as exc:
+                detail = f"{exc.error_count()} error(s); first: {_first_error(exc)}"
+                ctx = context_from_headers(record.headers)
+                acks.append(await self._dead_letter("invalid_routed_frame", detail, None, _raw(record), ctx))
+
+        pixels = await self._pixels.load_many([routed.frame_key for _, routed in frames])
+        ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]] = []
+        for (record, routed), data in zip(frames, pixels, strict=True):
+            if data is None:
+                why = f"no pixels under key {routed.frame_key!r}" if routed.frame_key else "frame has no frame_key"
+                ctx = context_from_headers(record.headers)
+                acks.append(await self._dead_letter("pixels_missing", why, routed, ctx=ctx))
+            else:
+                ready.append((record, Frame(routed, data, record.partition, record.offset)))
+
+        acks.extend(await self._process_all(ready))
+        try:
+            await asyncio.gather(*acks)
+        except KafkaError as exc:
+            # Nothing of this batch is committed: rewind so it is processed again.
+            log.error("publishing results failed (%r); re-processing the batch", exc)
+            for tp, part in batch.items():
+                if tp in owned and part:
+                    consumer.seek(tp, part[0].offset)
+            await asyncio.sleep(_PUBLISH_RETRY_SECONDS)
+            return
+        await self._commit(consumer, records)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Typically a rebalance took the partitions: their new owner re-processes from
+            # the last commit (at-least-once), so this is a duplicate, never a loss.
+            log.warning("commit of %d record(s) failed: %r", len(records), exc)
+            return
+        self.stats.committed += len(records)
+
+    async def _process_all(self, ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]]) -> list[asyncio.Future[Any]]:
+        acks: list[asyncio.Future[Any]] = []
+        if not ready:
+            return acks
+        # A chain runs its frames in order; chains run side by side up to `concurrency`.
+        chains: dict[Any, list[tuple[ConsumerRecord[bytes, bytes], Frame]]] = {}
+        for index, item in enumerate(ready):
+            chains.setdefault(item[1].camera_id if self.config.stateful else index, []).append(item)
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def run_chain(chain: list[tuple[ConsumerRecord[bytes, bytes], Frame]]) -> None:
+            async with gate:
+                for record, frame in chain:
+                    acks.append(await self._process_one(record, frame))
+
+        await asyncio.gather(*(run_chain(chain) for chain in chains.values()))
+        return acks
+
+    async def _process_one(self, record: ConsumerRecord[bytes, bytes], frame: Frame) -> asyncio.Future[Any]:
+        pid = self.config.processor_id
+        parent = context_from_headers(record.headers)
+        with self._tracer.start_as_current_span(
+            "processor.process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "frame.id": frame.frame_id,
+                "camera.id": frame.camera_id,
+                "processor.id": pid,
+                "capability": frame.capability,
+            },
+        ) as span:
+            started = time.perf_counter()
+            try:
+                result = await self._process(frame)
+            except RejectFrame as exc:
+                span.set_attribute("frame.rejected", exc.reason)
+                return await self._dead_letter(exc.reason, exc.detail, frame.routed)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR, str(exc))
+                log.exception("process() failed on frame %s", frame.frame_id)
+                return await self._dead_letter("processing_failed", f"{type(exc).__name__}: {exc}", frame.routed)
+            finally:
+                PROCESSING_SECONDS.labels(pid).observe(time.perf_counter() - started)
+            processed_at = utcnow()
+            try:
+                if not isinstance(result, dict):
+                    raise TypeError(f"process() returned {type(result).__name__}, not a dict")
+                value = FrameResult(
+                    frame_id=frame.frame_id,
+                    camera_id=frame.camera_id,
+                    processor_id=pid,
+                    capability=frame.capability,
+                    captured_at=frame.routed.captured_at,
+                    routed_at=frame.routed.routed_at,
+                    processed_at=processed_at,
+                    result=result,
+                ).model_dump_json()
+            except (TypeError, ValueError, PydanticSerializationError) as exc:
+                return await self._dead_letter("invalid_result", f"{type(exc).__name__}: {exc}", frame.routed)
+            ack: asyncio.Future[Any] = await self._require_producer().send(
+                self.settings.results_topic,
+                key=frame.camera_id.encode(),
+                value=value.encode(),
+                headers=headers_for(),
+            )
+        END_TO_END_SECONDS.labels(pid).observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
+        FRAMES_PROCESSED.labels(pid, "ok").inc()
+        self.stats.processed += 1
+        return ack
+
+    async def _dead_letter(
+        self,
+        reason: str,
+        detail: str,
+        routed: RoutedFrame | None,
+        raw: dict[str, Any] | None = None,
+        ctx: Context | None = None,
+    ) -> asyncio.Future[Any]:
+        """Publish why a frame ends here; ``ctx`` is its trace (default: the current span)."""
+        record = DeadLetter(
+            reason=reason,
+            detail=detail,
+            frame_id=routed.frame_id if routed else None,
+            camera_id=routed.camera_id if routed else None,
+            stream_id=routed.stream_id if routed else None,
+            capability=routed.capability if routed else None,
+            processor_id=self.config.processor_id,
+            raw=raw if raw is not None else (routed.model_dump(mode="json") if routed else {}),
+        )
+        key = (routed.frame_id if routed else (raw or {}).get("key") or "").encode()
+        log.warning("dead-lettered %s (%s): %s", record.frame_id or "<unparsed>", reason, detail)
+        DEAD_LETTERED.labels(reason, SERVICE).inc()
+        FRAMES_PROCESSED.labels(self.config.processor_id, reason).inc()
+        self.stats.dead_lettered[reason] += 1
+        ack: asyncio.Future[Any] = await self._require_producer().send(
+            self.settings.dead_letter_topic, key=key, value=record.model_dump_json().encode(), headers=headers_for(ctx)
+        )
+        return ack
+
+
+def _raw(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": (record.key or b"").decode("utf-8", "backslashreplace"),
+        "value": (record.value or b"").decode("utf-8", "backslashreplace")[:4096],
+    }
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"{loc}: {err['msg']}"

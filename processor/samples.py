@@ -1,0 +1,168 @@
+"""Two sample processors on the SDK, and ``run_sample`` that runs one as a service.
+
+* ``brightness``: mean brightness and a motion score (mean absolute difference from the
+  previous frame of the same camera) of gray8 pixels. Stateful: needs each camera's
+  frames in order.
+* ``detector``: an object-detector stand-in with a configurable latency and a fake,
+  deterministic detection list derived from the pixels' hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.logs import setup_logging
+from app.settings import Settings
+from app.telemetry import setup_tracing
+from processor.client import ProcessorClient
+from processor.frame import Frame, RejectFrame
+
+log = logging.getLogger(__name__)
+
+GRAY8_FORMATS = frozenset({"gray8", "gray", "mono8"})
+DETECTION_LABELS = ("person", "car", "bicycle", "truck", "dog", "bag")
+SAMPLE_KINDS = ("brightness", "detector")
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "brightness": {"capabilities": ["brightness", "motion"], "capacity": 500, "latency_ms": 0.0},
+    "detector": {"capabilities": ["object_detection"], "capacity": 100, "latency_ms": 20.0},
+}
+
+Gray = npt.NDArray[np.uint8]
+
+
+def gray8(frame: Frame) -> Gray:
+    """The frame's pixels as a height x width uint8 image, or RejectFrame saying why not."""
+    routed = frame.routed
+    fmt = (routed.format or "gray8").lower()
+    if fmt not in GRAY8_FORMATS:
+        raise RejectFrame("unsupported_format", f"format {routed.format!r} is not gray8")
+    if not routed.width or not routed.height:
+        raise RejectFrame("invalid_pixels", "gray8 needs width and height")
+    expected = routed.width * routed.height
+    if len(frame.pixels) != expected:
+        raise RejectFrame(
+            "invalid_pixels", f"{len(frame.pixels)} bytes for {routed.width}x{routed.height} gray8 ({expected})"
+        )
+    return np.frombuffer(frame.pixels, dtype=np.uint8).reshape(routed.height, routed.width)
+
+
+def brightness(image: Gray) -> float:
+    """Mean intensity, 0 (black) to 255 (white)."""
+    return float(image.mean(dtype=np.float64))
+
+
+def motion(previous: Gray, current: Gray) -> float:
+    """Mean absolute per-pixel difference, 0 (still) to 255."""
+    diff = np.abs(current.astype(np.int16) - previous.astype(np.int16))
+    return float(diff.mean(dtype=np.float64))
+
+
+class BrightnessMotion:
+    """Brightness and motion per frame; remembers the last frame of up to ``max_cameras``
+    cameras (least recently seen forgotten first), so memory stays bounded."""
+
+    def __init__(self, max_cameras: int = 1024) -> None:
+        if max_cameras < 1:
+            raise ValueError("max_cameras must be >= 1")
+        self.max_cameras = max_cameras
+        self._previous: OrderedDict[str, Gray] = OrderedDict()
+
+    async def __call__(self, frame: Frame) -> dict[str, Any]:
+        image = gray8(frame)
+        previous = self._previous.pop(frame.camera_id, None)
+        # A first frame, or a resolution change, has nothing to compare with.
+        score = motion(previous, image) if previous is not None and previous.shape == image.shape else None
+        self._previous[frame.camera_id] = image
+        while len(self._previous) > self.max_cameras:
+            self._previous.popitem(last=False)
+        return {"brightness": round(brightness(image), 3), "motion": None if score is None else round(score, 3)}
+
+
+def fake_detections(pixels: bytes, width: int, height: int, max_detections: int = 4) -> list[dict[str, Any]]:
+    """A deterministic stand-in for a detector's output: same pixels, same detections."""
+    digest = hashlib.sha256(pixels).digest()
+    count = digest[0] % (max_detections + 1)
+    width, height = max(width, 1), max(height, 1)
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        b = digest[1 + 6 * i : 7 + 6 * i]
+        x, y = b[0] * width // 256, b[1] * height // 256
+        w = max(1, b[2] * (width - x) // 256)
+        h = max(1, b[3] * (height - y) // 256)
+        out.append(
+            {
+                "label": DETECTION_LABELS[b[4] % len(DETECTION_LABELS)],
+                "confidence": round(0.5 + b[5] / 510, 3),
+                "box": [x, y, w, h],
+            }
+        )
+    return out
+
+
+class FakeDetector:
+    """Takes ``latency_ms`` per frame (awaited, so ``concurrency`` frames overlap) and
+    returns ``fake_detections`` of the pixels."""
+
+    def __init__(self, latency_ms: float = 20.0) -> None:
+        if latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        self.latency_ms = latency_ms
+
+    async def __call__(self, frame: Frame) -> dict[str, Any]:
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000)
+        detections = fake_detections(frame.pixels, frame.routed.width or 0, frame.routed.height or 0)
+        return {"detections": detections, "count": len(detections)}
+
+
+def build_sample(
+    settings: Settings,
+    kind: str,
+    processor_id: str | None = None,
+    capabilities: list[str] | None = None,
+    capacity: int | None = None,
+    latency_ms: float | None = None,
+    concurrency: int | None = None,
+) -> ProcessorClient:
+    """A ProcessorClient running sample ``kind``; None arguments take the sample's defaults."""
+    if kind not in SAMPLE_KINDS:
+        raise ValueError(f"unknown sample processor {kind!r}; choose from {', '.join(SAMPLE_KINDS)}")
+    defaults = _DEFAULTS[kind]
+    latency = defaults["latency_ms"] if latency_ms is None else latency_ms
+    process = BrightnessMotion() if kind == "brightness" else FakeDetector(latency)
+    return ProcessorClient(
+        settings,
+        processor_id or f"{kind}-1",
+        capabilities or list(defaults["capabilities"]),
+        process,
+        capacity=capacity or defaults["capacity"],
+        stateful=kind == "brightness",
+        concurrency=concurrency or (1 if kind == "brightness" else 8),
+        metadata={"sample": kind, "latency_ms": latency},
+    )
+
+
+def run_sample(
+    settings: Settings,
+    kind: str,
+    processor_id: str | None = None,
+    capabilities: list[str] | None = None,
+    capacity: int | None = None,
+    latency_ms: float | None = None,
+    concurrency: int | None = None,
+) -> None:
+    """Run sample ``kind`` until SIGTERM/SIGINT (then drain and deregister). Blocking."""
+    setup_logging(settings.log_level)
+    client = build_sample(settings, kind, processor_id, capabilities, capacity, latency_ms, concurrency)
+    setup_tracing(
+        f"{settings.otel_service_name}-processor", settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
+    )
+    log.info("starting sample processor %s (%s) for %s", client.processor_id, kind, client.spec.capabilities)
+    client.run_sync()

@@ -1,0 +1,210 @@
+"""Real processes for integration tests: workers, bridges, processors, each a subprocess.
+
+Everything is configured through the environment from one Settings object, exactly as
+the Procfile runs it, so a test that kills a process with SIGKILL kills the real thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from app.devstack import free_port
+from app.models import FrameEvent
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_for(settings: Settings, **extra: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in {**settings.model_dump(), **extra}.items():
+        if value is None:
+            env.pop(name.upper(), None)
+        elif isinstance(value, list):
+            env[name.upper()] = ",".join(value)
+        else:
+            env[name.upper()] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_dir: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def start(self) -> Proc:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye: what a crashed host looks like."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            assert self.popen is not None
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Cluster:
+    """The processes of one test; ``close()`` stops whatever is still running."""
+
+    settings: Settings
+    log_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str], **env_extra: Any) -> Proc:
+        proc = Proc(name, argv, env_for(self.settings, **env_extra), self.log_dir).start()
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, name: str, web_port: int | None = None) -> tuple[Proc, str]:
+        port = web_port or free_port()
+        proc = self.spawn(name, [sys.executable, "-m", "app.main"], web_port=port, web_advertised_host="127.0.0.1")
+        return proc, f"http://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop(timeout=15)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+
+
+async def http_json(method: str, url: str, body: Any = None, timeout: float = 20) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.request(
+        method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as resp:
+        text = await resp.text()
+        return resp.status, (json.loads(text) if text else None)
+
+
+async def wait_ready(base_url: str, timeout: float = 90) -> None:
+    async def ready() -> bool:
+        try:
+            status, _ = await http_json("GET", f"{base_url}/health", timeout=3)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+        return status == 200
+
+    await wait_until(ready, timeout, interval=0.5, what=f"{base_url}/health")
+
+
+async def produce_frames(settings: Settings, frames: Iterable[FrameEvent]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(settings.captured_topic, key=f.camera_id.encode(), value=f.model_dump_json().encode())
+            for f in frames
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def store_pixels(settings: Settings, frames: Iterable[FrameEvent], ttl: int = 600) -> None:
+    """Claim-check: the pixel bytes each frame's frame_key names, as the capture service stores them."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for f in frames:
+                if f.frame_key:
+                    size = (f.width or 1) * (f.height or 1)
+                    pipe.set(f.frame_key, bytes((hash(f.frame_id) + i) % 256 for i in range(size)), ex=ttl)
+            await pipe.execute()
+    finally:
+        await client.aclose()
+
+
+async def read_topic(settings: Settings, topic: str, *, idle_seconds: float = 3.0, max_seconds: float = 60.0,
+                     until: Callable[[list[Any]], bool] | None = None) -> list[Any]:
+    """Every record of a topic from the beginning, as parsed JSON; stops when idle or ``until``."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    values: list[Any] = []
+    try:
+        started = last = time.monotonic()
+        while time.monotonic() - started < max_seconds:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            got = [json.loads(m.value) for msgs in batch.values() for m in msgs if m.value]
+            if got:
+                values.extend(got)
+                last = time.monotonic()
+                if until is not None and until(values):
+                    break
+            elif time.monotonic() - last > idle_seconds and (until is None or until(values)):
+                break
+    finally:
+        await consumer.stop()
+    return values

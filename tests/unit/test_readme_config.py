@@ -1,0 +1,57 @@
+"""The README's configuration table is the Settings object, field for field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from app.settings import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \| (.*?) \| (.*) \|$")
+
+
+def default_text(field: FieldInfo) -> str:
+    """How the README writes a default: `value`, or (unset) / (empty)."""
+    value: Any = field.default
+    if value is PydanticUndefined and field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    if value is None:
+        return "(unset)"
+    if isinstance(value, list):
+        return f"`{','.join(value)}`" if value else "(empty)"
+    return f"`{value}`"
+
+
+def readme_rows() -> dict[str, tuple[str, str]]:
+    rows: dict[str, tuple[str, str]] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        match = ROW.match(line)
+        if match:
+            rows[match.group(1)] = (match.group(2), match.group(3))
+    return rows
+
+
+def test_every_setting_is_in_the_readme_with_its_default() -> None:
+    rows = readme_rows()
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in rows]
+    assert not missing, f"add these to README.md's configuration table: {missing}"
+    wrong = {
+        name.upper(): (rows[name.upper()][0], default_text(field))
+        for name, field in Settings.model_fields.items()
+        if rows[name.upper()][0] != default_text(field)
+    }
+    assert not wrong, f"README default differs from app/settings.py (readme, code): {wrong}"
+
+
+def test_readme_names_no_setting_that_does_not_exist() -> None:
+    stale = sorted(set(readme_rows()) - {name.upper() for name in Settings.model_fields})
+    assert not stale, f"README.md documents variables Settings does not have: {stale}"
+
+
+def test_every_row_has_a_description() -> None:
+    assert all(description.strip() for _, description in readme_rows().values())

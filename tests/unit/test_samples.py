@@ -1,0 +1,122 @@
+"""The sample processors on known pixel arrays."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.models import RoutedFrame
+from app.settings import Settings
+from processor.frame import Frame, RejectFrame
+from processor.samples import BrightnessMotion, FakeDetector, build_sample, gray8
+
+
+def _frame(pixels: bytes, camera: str = "cam-1", width: int = 4, height: int = 2, **extra: Any) -> Frame:
+    now = datetime.now(UTC)
+    routed = RoutedFrame(
+        frame_id=f"{camera}-{len(pixels)}-{pixels[:4].hex()}",
+        camera_id=camera,
+        captured_at=now,
+        width=width,
+        height=height,
+        format=extra.pop("format", "gray8"),
+        processor_id="p",
+        capability="brightness",
+        routed_at=now,
+        **extra,
+    )
+    return Frame(routed, pixels, partition=0, offset=0)
+
+
+async def test_brightness_is_the_mean_and_motion_the_mean_abs_diff_per_camera() -> None:
+    process = BrightnessMotion()
+    first = np.array([[0, 10, 20, 30], [40, 50, 60, 250]], dtype=np.uint8)
+    second = np.array([[10, 0, 20, 30], [40, 50, 60, 0]], dtype=np.uint8)
+
+    one = await process(_frame(first.tobytes()))
+    assert one == {"brightness": 57.5, "motion": None}  # (0+10+...+250)/8; nothing to compare yet
+
+    two = await process(_frame(second.tobytes()))
+    # |10-0| + |0-10| + |0-250| = 270 over 8 pixels; no uint8 wrap-around.
+    assert two == {"brightness": 26.25, "motion": 33.75}
+
+    # Another camera has its own history.
+    other = await process(_frame(second.tobytes(), camera="cam-2"))
+    assert other["motion"] is None
+
+
+async def test_motion_history_is_bounded_and_forgets_least_recent_camera() -> None:
+    process = BrightnessMotion(max_cameras=2)
+    frame = np.full((2, 4), 100, dtype=np.uint8).tobytes()
+    for camera in ("a", "b", "a", "c"):  # "b" is now the least recently seen
+        await process(_frame(frame, camera=camera))
+    assert (await process(_frame(frame, camera="a")))["motion"] == 0.0
+    assert (await process(_frame(frame, camera="b")))["motion"] is None
+
+
+async def test_resolution_change_restarts_motion() -> None:
+    process = BrightnessMotion()
+    await process(_frame(bytes(8), width=4, height=2))
+    result = await process(_frame(bytes(8), width=2, height=4))
+    assert result["motion"] is None
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fmt", "reason"),
+    [(bytes(7), "gray8", "invalid_pixels"), (bytes(8), "jpeg", "unsupported_format")],
+)
+def test_gray8_rejects_what_it_cannot_read(pixels: bytes, fmt: str, reason: str) -> None:
+    with pytest.raises(RejectFrame) as info:
+        gray8(_frame(pixels, format=fmt))
+    assert info.value.reason == reason
+
+
+def test_gray8_shape_is_height_by_width() -> None:
+    image = gray8(_frame(bytes(range(8)), width=4, height=2))
+    assert image.shape == (2, 4)
+    assert image[1, 0] == 4
+
+
+async def test_detector_is_deterministic_and_depends_on_pixels() -> None:
+    detector = FakeDetector(latency_ms=0)
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, size=64 * 48, dtype=np.uint8).tobytes() for _ in range(40)]
+    results = [await detector(_frame(image, width=64, height=48)) for image in images]
+    again = [await detector(_frame(image, width=64, height=48)) for image in images]
+    assert results == again
+    counts = {r["count"] for r in results}
+    assert len(counts) > 1, "detections must vary with the pixels"
+    for result in results:
+        assert result["count"] == len(result["detections"])
+        for det in result["detections"]:
+            x, y, w, h = det["box"]
+            assert min(x, y) >= 0 and min(w, h) >= 1
+            assert x + w <= 64 and y + h <= 48
+            assert 0.5 <= det["confidence"] <= 1.0
+
+
+def test_build_sample_defaults_and_overrides() -> None:
+    settings = Settings()
+    brightness = build_sample(settings, "brightness")
+    assert brightness.spec.id == "brightness-1"
+    assert brightness.spec.capabilities == ["brightness", "motion"]
+    assert brightness.spec.stateful is True
+    detector = build_sample(settings, "detector", "det-9", ["faces"], capacity=7, latency_ms=3, concurrency=2)
+    assert (detector.spec.id, detector.spec.capabilities, detector.spec.capacity) == ("det-9", ["faces"], 7)
+    assert detector.concurrency == 2 and detector.spec.stateful is False
+    with pytest.raises(ValueError, match="unknown sample"):
+        build_sample(settings, "nope")
+
+
+def test_sdk_never_imports_the_faust_app() -> None:
+    code = (
+        "import sys, processor, processor.samples, processor.__main__\n"
+        "bad = [m for m in sys.modules if m == 'faust' or m.startswith(('faust.', 'agents', 'tables', 'app.main'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
