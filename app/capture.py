@@ -90,7 +90,9 @@ def new_traceparent() -> str:
 
 def synthetic_pixels(width: int, height: int, sequence: int, phase: int) -> bytes:
     """A gray8 image: a horizontal gradient that moves every frame plus a slow brightness swing."""
-    cols = (np.arange(width, dtype=np.int32) * 255 // max(width - 1, 1) + phase + sequence * _SHIFT_PER_FRAME) % 256
+    # The gradient's wrap-around edge moves sideways: a shift no brightness change can cancel out.
+    base = (np.arange(width, dtype=np.int32) * 255 // max(width - 1, 1) + phase) % 256
+    cols = np.roll(base, sequence * _SHIFT_PER_FRAME)
     rows = np.arange(height, dtype=np.int32)[:, None] * 64 // max(height - 1, 1)
     brightness = int(_BRIGHTNESS_SWING * math.sin(2 * math.pi * sequence / _BRIGHTNESS_PERIOD))
     image = np.clip(cols[None, :] * 3 // 4 + rows + brightness, 0, 255).astype(np.uint8)

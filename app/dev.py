@@ -227,8 +227,13 @@ class DevRun:
             ("metrics", f"{base}/metrics"),
             ("bridge", f"http://127.0.0.1:{self.bridge_metrics_port}/metrics"),
         ]
+        urls += [(f"worker-{i}", f"http://127.0.0.1:{port}/") for i, port in enumerate(self.worker_ports) if i]
         urls += [(kind, f"http://127.0.0.1:{port}/metrics") for kind, port in self.processor_ports.items()]
         return urls
+
+    @property
+    def worker_ports(self) -> list[int]:
+        return [self.options.web_port + i for i in range(self.options.workers)]
 
     @property
     def base_url(self) -> str:

@@ -7,6 +7,7 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,18 @@ from app.settings import Settings
 pytestmark = pytest.mark.integration
 
 MakeSettings = Callable[..., Settings]
+
+
+def stream_entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[bytes, bytes]]]:
+    raw: Any = client.xrange(stream)
+    return [(sid.decode(), fields) for sid, fields in raw]
+
+
+def pixels_of(client: redis.Redis, key: str | None) -> bytes:
+    assert key
+    value: Any = client.get(key)
+    assert isinstance(value, bytes)
+    return value
 
 
 @pytest.fixture
@@ -40,12 +53,12 @@ def test_run_capture_writes_the_schedule(make_settings: MakeSettings, sync_redis
     assert written == cameras * round(fps * duration) == 60
     assert elapsed >= duration - 1 / fps  # paced to the schedule, not written in one burst
 
-    entries = sync_redis.xrange(settings.capture_stream)
+    entries = stream_entries(sync_redis, settings.capture_stream)
     assert len(entries) == written
     by_camera: dict[str, list[tuple[int, float]]] = defaultdict(list)
     frames = []
     for stream_id, fields in entries:
-        outcome = parse_entry(fields, stream_id.decode())
+        outcome = parse_entry(fields, stream_id)
         assert outcome.frame is not None, outcome.error
         frame = outcome.frame
         frames.append(frame)
@@ -55,8 +68,7 @@ def test_run_capture_writes_the_schedule(make_settings: MakeSettings, sync_redis
         assert 0 <= frame.priority <= 9
         assert frame.sequence is not None and frame.frame_key
         by_camera[frame.camera_id].append((frame.sequence, frame.captured_at.timestamp()))
-        pixels = sync_redis.get(frame.frame_key)
-        assert pixels is not None and len(pixels) == 32 * 24
+        assert len(pixels_of(sync_redis, frame.frame_key)) == 32 * 24
         assert 0 < sync_redis.ttl(frame.frame_key) <= 120
     assert len({f.frame_id for f in frames}) == written
     assert len({f.traceparent for f in frames}) == written
@@ -68,7 +80,7 @@ def test_run_capture_writes_the_schedule(make_settings: MakeSettings, sync_redis
 
     # Consecutive frames of a camera differ (motion) and brightness moves over time.
     first = [f for f in frames if f.camera_id == frames[0].camera_id]
-    images = [np.frombuffer(sync_redis.get(f.frame_key) or b"", dtype=np.uint8) for f in first]
+    images = [np.frombuffer(pixels_of(sync_redis, f.frame_key), dtype=np.uint8) for f in first]
     assert all((a != b).any() for a, b in itertools.pairwise(images)), [
         int((a != b).sum()) for a, b in itertools.pairwise(images)
     ]
@@ -81,9 +93,9 @@ def test_priority_and_malformed_entries(make_settings: MakeSettings, sync_redis:
         settings, cameras=4, fps=50, duration=0.5, width=8, height=8, priority=9, malformed_ratio=0.3, seed=11
     )
     assert written == 100
-    entries = sync_redis.xrange(settings.capture_stream)
+    entries = stream_entries(sync_redis, settings.capture_stream)
     assert len(entries) == written
-    outcomes = [parse_entry(fields, sid.decode()) for sid, fields in entries]
+    outcomes = [parse_entry(fields, sid) for sid, fields in entries]
     bad = [o for o in outcomes if o.error is not None]
     good = [o.frame for o in outcomes if o.frame is not None]
     assert 10 <= len(bad) <= 50  # 30 % of 100, give or take the dice
@@ -93,13 +105,15 @@ def test_priority_and_malformed_entries(make_settings: MakeSettings, sync_redis:
     assert all(sync_redis.exists(f.frame_key) for f in good if f.frame_key)
 
 
-def test_same_seed_same_defects(make_settings: MakeSettings, sync_redis: redis.Redis) -> None:
+def test_same_seed_same_defects(make_settings: MakeSettings, sync_redis: redis.Redis, unique: str) -> None:
     def reasons(settings: Settings) -> list[str | None]:
         run_capture(settings, cameras=2, fps=100, duration=0.2, width=4, height=4, malformed_ratio=0.5, seed=3)
-        outcomes = [parse_entry(f) for _, f in sync_redis.xrange(settings.capture_stream)]
+        outcomes = [parse_entry(f) for _, f in stream_entries(sync_redis, settings.capture_stream)]
         return [o.error.reason if o.error else None for o in outcomes]
 
-    assert reasons(make_settings(capture_stream="cap:a")) == reasons(make_settings(capture_stream="cap:b"))
+    first = reasons(make_settings(capture_stream=f"cap:a:{unique}"))
+    assert first == reasons(make_settings(capture_stream=f"cap:b:{unique}"))
+    assert None in first and any(first)  # both kinds present: the comparison means something
 
 
 async def test_async_core_runs_until_stopped(make_settings: MakeSettings) -> None:
@@ -108,14 +122,7 @@ async def test_async_core_runs_until_stopped(make_settings: MakeSettings) -> Non
     stop = asyncio.Event()
     config = CaptureConfig(cameras=5, fps=100, duration=None, width=4, height=4)
     try:
-        task = asyncio.create_task(
-            capture(
-                client,
-                settings.capture_stream,
-                CaptureConfig(cameras=5, fps=100, duration=None, width=4, height=4),
-                stop,
-            )
-        )
+        task = asyncio.create_task(capture(client, settings.capture_stream, config, stop))
         await asyncio.sleep(0.5)
         stop.set()
         written = await asyncio.wait_for(task, 5)
