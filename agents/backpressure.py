@@ -1,4 +1,4 @@
-"""Backpressure levels and keep-latest-per-camera shedding. Pure code: no I/O, no clocks.
+"""Backpressure levels. Pure code: no I/O, no clocks.
 
 Utilisation u = lag / capacity maps to a level. Going up is immediate, going down needs u to
 fall a hysteresis margin below the threshold of the level being left, so a processor hovering
@@ -8,19 +8,15 @@ around a threshold does not flap between two levels once a second.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
-T = TypeVar("T")
 
-SHED_REASON = "shed"
-OVERFLOW_REASON = "shed_overflow"
 
 
 class Level(IntEnum):
@@ -131,75 +127,3 @@ class LevelTracker:
 
     def levels(self) -> dict[str, Level]:
         return dict(self._levels)
-
-
-@dataclass(frozen=True, slots=True)
-class Shed(Generic[T]):
-    """An item the buffer let go of, and why; the caller dead-letters it with this reason."""
-
-    camera_id: str
-    frame_id: str
-    item: T
-    reason: str
-
-
-class ShedBuffer(Generic[T]):
-    """Keep-latest-per-camera waiting room for frames that cannot be sent yet.
-
-    Only the newest frame of each camera waits: offering a newer one hands back the older
-    one to be dead-lettered as "shed". At most `max_cameras` cameras wait; a frame of one
-    more camera is handed back at once as "shed_overflow", so memory stays bounded.
-    """
-
-    __slots__ = ("_waiting", "max_cameras", "shed_by_camera", "shed_by_reason")
-
-    def __init__(self, max_cameras: int = 100_000) -> None:
-        if max_cameras < 1:
-            raise ValueError(f"max_cameras must be >= 1, got {max_cameras}")
-        self.max_cameras = max_cameras
-        # Insertion order = the order cameras started waiting: drain serves the longest waiting first.
-        self._waiting: dict[str, tuple[str, T]] = {}
-        self.shed_by_camera: Counter[str] = Counter()
-        self.shed_by_reason: Counter[str] = Counter()
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def __contains__(self, camera_id: object) -> bool:
-        return camera_id in self._waiting
-
-    def __iter__(self) -> Iterator[tuple[str, str, T]]:
-        for camera_id, (frame_id, item) in self._waiting.items():
-            yield camera_id, frame_id, item
-
-    def offer(self, camera_id: str, frame_id: str, item: T) -> Shed[T] | None:
-        """Let `item` wait as its camera's newest frame; return what that pushed out, if anything."""
-        current = self._waiting.get(camera_id)
-        if current is None:
-            if len(self._waiting) >= self.max_cameras:
-                return self._count(Shed(camera_id, frame_id, item, OVERFLOW_REASON))
-            self._waiting[camera_id] = (frame_id, item)
-            return None
-        self._waiting[camera_id] = (frame_id, item)
-        if current[0] == frame_id:
-            # A redelivery of the frame already waiting: same frame, nothing is lost.
-            return None
-        return self._count(Shed(camera_id, current[0], current[1], SHED_REASON))
-
-    def drain(self, can_send: Callable[[T], bool]) -> list[T]:
-        """Remove and return, oldest camera first, every waiting item `can_send` accepts."""
-        ready: list[T] = []
-        for camera_id, (_, item) in list(self._waiting.items()):
-            if can_send(item):
-                del self._waiting[camera_id]
-                ready.append(item)
-        return ready
-
-    def pop(self, camera_id: str) -> T | None:
-        entry = self._waiting.pop(camera_id, None)
-        return None if entry is None else entry[1]
-
-    def _count(self, shed: Shed[T]) -> Shed[T]:
-        self.shed_by_camera[shed.camera_id] += 1
-        self.shed_by_reason[shed.reason] += 1
-        return shed

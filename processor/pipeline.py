@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +67,8 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
-            log.info("partitions revoked: %s", sorted(revoked))
+            if revoked:
+                log.info("partitions revoked: %s", sorted(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
@@ -92,6 +93,10 @@ class FramePipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pixels = PixelStore.from_url(settings.redis_url)
+        pid = config.processor_id
+        self._processing_seconds = PROCESSING_SECONDS.labels(pid)
+        self._end_to_end_seconds = END_TO_END_SECONDS.labels(pid)
+        self._processed_ok = FRAMES_PROCESSED.labels(pid, "ok")
 
     async def start(self) -> None:
         """Make sure the topics exist (a metadata request would create them with the broker's
@@ -220,18 +225,22 @@ class FramePipeline:
         acks: list[asyncio.Future[Any]] = []
         if not ready:
             return acks
-        # A chain runs its frames in order; chains run side by side up to `concurrency`.
-        chains: dict[Any, list[tuple[ConsumerRecord[bytes, bytes], Frame]]] = {}
+        # A chain runs its frames in order; up to `concurrency` chains run side by side.
+        grouped: dict[Any, list[tuple[ConsumerRecord[bytes, bytes], Frame]]] = {}
         for index, item in enumerate(ready):
-            chains.setdefault(item[1].camera_id if self.config.stateful else index, []).append(item)
-        gate = asyncio.Semaphore(self.config.concurrency)
+            grouped.setdefault(item[1].camera_id if self.config.stateful else index, []).append(item)
+        chains = deque(grouped.values())
 
-        async def run_chain(chain: list[tuple[ConsumerRecord[bytes, bytes], Frame]]) -> None:
-            async with gate:
-                for record, frame in chain:
+        async def drain_chains() -> None:
+            while chains:
+                for record, frame in chains.popleft():
                     acks.append(await self._process_one(record, frame))
 
-        await asyncio.gather(*(run_chain(chain) for chain in chains.values()))
+        workers = min(self.config.concurrency, len(chains))
+        if workers == 1:
+            await drain_chains()  # no tasks to pay for when nothing runs side by side
+        else:
+            await asyncio.gather(*(drain_chains() for _ in range(workers)))
         return acks
 
     async def _process_one(self, record: ConsumerRecord[bytes, bytes], frame: Frame) -> asyncio.Future[Any]:
@@ -260,7 +269,7 @@ class FramePipeline:
                 log.exception("process() failed on frame %s", frame.frame_id)
                 return await self._dead_letter("processing_failed", f"{type(exc).__name__}: {exc}", frame.routed)
             finally:
-                PROCESSING_SECONDS.labels(pid).observe(time.perf_counter() - started)
+                self._processing_seconds.observe(time.perf_counter() - started)
             processed_at = utcnow()
             try:
                 if not isinstance(result, dict):
@@ -283,8 +292,8 @@ class FramePipeline:
                 value=value.encode(),
                 headers=headers_for(),
             )
-        END_TO_END_SECONDS.labels(pid).observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
-        FRAMES_PROCESSED.labels(pid, "ok").inc()
+        self._end_to_end_seconds.observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
+        self._processed_ok.inc()
         self.stats.processed += 1
         return ack
 

@@ -10,11 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.backpressure import (
-    OVERFLOW_REASON,
-    SHED_REASON,
     Level,
     LevelTracker,
-    ShedBuffer,
     Thresholds,
     level_for,
     next_level,
@@ -136,71 +133,3 @@ def test_router_level_sums_partitions_against_the_budget() -> None:
 
 
 # --- shedding -------------------------------------------------------------------------------
-def test_shed_buffer_keeps_only_the_latest_frame_per_camera() -> None:
-    buf: ShedBuffer[str] = ShedBuffer()
-    assert buf.offer("cam1", "f1", "item-f1") is None
-    assert buf.offer("cam2", "g1", "item-g1") is None
-    shed = buf.offer("cam1", "f2", "item-f2")
-    assert shed is not None
-    assert (shed.camera_id, shed.frame_id, shed.item, shed.reason) == ("cam1", "f1", "item-f1", SHED_REASON)
-    shed = buf.offer("cam1", "f3", "item-f3")
-    assert shed is not None and shed.item == "item-f2"
-    assert len(buf) == 2
-    assert list(buf) == [("cam1", "f3", "item-f3"), ("cam2", "g1", "item-g1")]
-    assert buf.shed_by_camera == {"cam1": 2}
-    assert buf.shed_by_reason == {SHED_REASON: 2}
-
-
-def test_shed_buffer_redelivery_of_the_waiting_frame_sheds_nothing() -> None:
-    buf: ShedBuffer[str] = ShedBuffer()
-    buf.offer("cam1", "f1", "first copy")
-    assert buf.offer("cam1", "f1", "second copy") is None
-    assert list(buf) == [("cam1", "f1", "second copy")]
-    assert not buf.shed_by_reason
-
-
-def test_shed_buffer_drains_what_can_be_sent_oldest_camera_first() -> None:
-    buf: ShedBuffer[tuple[str, str]] = ShedBuffer()
-    buf.offer("cam1", "a", ("cam1", "detect"))
-    buf.offer("cam2", "b", ("cam2", "ocr"))
-    buf.offer("cam3", "c", ("cam3", "detect"))
-    assert buf.drain(lambda item: item[1] == "detect") == [("cam1", "detect"), ("cam3", "detect")]
-    assert "cam2" in buf and "cam1" not in buf
-    assert buf.drain(lambda item: False) == []
-    assert buf.pop("cam2") == ("cam2", "ocr")
-    assert len(buf) == 0
-    assert buf.pop("cam2") is None
-
-
-def test_shed_buffer_is_bounded_by_cameras() -> None:
-    buf: ShedBuffer[int] = ShedBuffer(max_cameras=2)
-    buf.offer("c1", "1", 1)
-    buf.offer("c2", "2", 2)
-    overflow = buf.offer("c3", "3", 3)
-    assert overflow is not None and overflow.item == 3 and overflow.reason == OVERFLOW_REASON
-    assert buf.offer("c1", "4", 4) is not None  # a waiting camera still swaps in its newer frame
-    assert len(buf) == 2
-    assert buf.shed_by_reason == {OVERFLOW_REASON: 1, SHED_REASON: 1}
-    assert buf.shed_by_camera == {"c3": 1, "c1": 1}
-    with pytest.raises(ValueError):
-        ShedBuffer(max_cameras=0)
-
-
-@given(st.lists(st.tuples(st.sampled_from(["c1", "c2", "c3"]), st.integers(0, 5)), max_size=60))
-def test_shed_buffer_accounts_for_every_frame(offers: list[tuple[str, int]]) -> None:
-    """Every offer ends up waiting (newest of its camera), handed back as shed, or was a redelivery."""
-    buf: ShedBuffer[int] = ShedBuffer()
-    handed_back = []
-    waiting_frame: dict[str, int] = {}
-    redeliveries = 0
-    for seq, (cam, frame) in enumerate(offers):
-        redeliveries += waiting_frame.get(cam) == frame
-        waiting_frame[cam] = frame
-        shed = buf.offer(cam, f"{frame}", seq)
-        if shed is not None:
-            handed_back.append(shed.item)
-    waiting = [item for _, _, item in buf]
-    last_of = {cam: seq for seq, (cam, _) in enumerate(offers)}
-    assert sorted(waiting) == sorted(last_of.values())
-    assert len(offers) == len(handed_back) + len(waiting) + redeliveries
-    assert sum(buf.shed_by_camera.values()) == len(handed_back)
