@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 
-
-
 class Level(IntEnum):
     NORMAL = 0
     ELEVATED = 1
