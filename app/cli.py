@@ -57,7 +57,10 @@ def main() -> None:
 
 @main.command()
 def worker() -> None:
-    """Run one orchestrator worker (Faust): routing, registry, web API, dashboard, /metrics."""
+    """Run one orchestrator worker (Faust).
+
+    Routing agents, tables, the REST API, the dashboard and /metrics on WEB_PORT.
+    """
     settings = _settings()
     from app.main import run_worker
 
@@ -66,7 +69,10 @@ def worker() -> None:
 
 @main.command()
 def bridge() -> None:
-    """Mirror the capture Redis stream into the Kafka captured topic (SIGTERM drains)."""
+    """Mirror the capture stream into Kafka.
+
+    Reads CAPTURE_STREAM as group CAPTURE_GROUP, writes CAPTURED_TOPIC; SIGTERM finishes the batch in flight.
+    """
     settings = _settings()
     from bridge.service import run_bridge
 
@@ -105,7 +111,10 @@ def capture(
     malformed_ratio: float,
     seed: int | None,
 ) -> None:
-    """Write synthetic frames to the capture stream, like RTSP capture services do."""
+    """Write synthetic frames to the capture stream.
+
+    Pixels go to Redis with a TTL, metadata to CAPTURE_STREAM, as RTSP capture services write them.
+    """
     settings = _settings()
     from app.capture import run_capture
 
@@ -138,7 +147,10 @@ def processor(
     latency_ms: float | None,
     concurrency: int | None,
 ) -> None:
-    """Run a sample processor built on the SDK: registers, consumes its topic, publishes results."""
+    """Run a sample processor built on the SDK.
+
+    Registers at ORCHESTRATOR_URL, consumes its topic, publishes results; SIGTERM drains and deregisters.
+    """
     settings = _settings()
     from processor.samples import run_sample
 
@@ -167,7 +179,7 @@ def processor(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Seconds to run once frames flow (default: until Ctrl-C).",
+    help="Seconds to run once the pipeline is up (default: until Ctrl-C).",
 )
 @click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True, help="First worker's port.")
 @click.option(
@@ -182,7 +194,12 @@ def dev(
     web_port: int,
     log_dir: Path | None,
 ) -> None:
-    """Run the whole pipeline locally with live progress: stack, workers, bridge, capture, processors."""
+    """Run the whole pipeline locally, with live progress.
+
+    Kafka and Redis (KAFKA_BROKER/REDIS_URL when set, else embedded), workers, the bridge, the
+    sample processors and a synthetic capture, each a process of its own logging to --log-dir.
+    Ctrl-C stops them in order.
+    """
     settings = _settings()
     from app.dev import DevOptions, run_dev
 
@@ -204,7 +221,10 @@ def dev(
 
 @main.command("check-config")
 def check_config() -> None:
-    """Print the effective configuration (secrets redacted); exit 2 when a value is bad."""
+    """Print the configuration; exit 2 if invalid.
+
+    One NAME=value line per setting, passwords redacted; a bad value is named on stderr.
+    """
     settings = _settings()
     for name, value in settings.model_dump().items():
         click.echo(f"{name.upper()}={_redact(name, value)}")
@@ -212,7 +232,10 @@ def check_config() -> None:
 
 @main.group()
 def stack() -> None:
-    """A detached Kafka + Redis for local work (`make test-env-up` / `make test-env-down`)."""
+    """A detached Kafka + Redis for local work.
+
+    What `make test-env-up` and `make test-env-down` run.
+    """
 
 
 _ENV_FILE = click.option(

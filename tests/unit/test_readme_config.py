@@ -55,3 +55,16 @@ def test_readme_names_no_setting_that_does_not_exist() -> None:
 
 def test_every_row_has_a_description() -> None:
     assert all(description.strip() for _, description in readme_rows().values())
+
+
+def test_every_metric_is_listed_in_the_readme() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from app import metrics
+
+    text = README.read_text(encoding="utf-8")
+    declared = [m._name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    assert declared
+    # Counters drop their _total suffix in _name; the README lists the exposed name, which contains it.
+    missing = [name for name in declared if f"`{name}" not in text]
+    assert not missing, f"list these metrics under Observability in README.md: {missing}"

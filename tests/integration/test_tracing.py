@@ -1,0 +1,142 @@
+"""One trace per frame, across bridge, router and processor (issue 5 §1).
+
+Each hop runs its real code in this process so one in-memory exporter sees every span:
+the bridge against real Redis and Kafka, the router agent through test_context() fed the
+record the bridge wrote (headers included), the SDK pipeline consuming the real ready
+topic and publishing to the real results topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from app.kafka import ensure_topics
+from app.main import create_worker_app
+from app.settings import Settings
+from app.telemetry import setup_tracing
+from bridge.service import Bridge
+from processor.client import ProcessorClient
+from processor.frame import Frame
+
+pytestmark = pytest.mark.integration
+
+CAPTURE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CAPTURE_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    else:
+        setup_tracing("frame-buffer-tests", extra_processors=[SimpleSpanProcessor(memory)])
+    yield memory
+
+
+async def first_record(settings: Settings, topic: str, timeout: float = 30) -> Any:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        return await asyncio.wait_for(consumer.getone(), timeout)
+    finally:
+        await consumer.stop()
+
+
+def traceparent(headers: Any) -> tuple[str, str]:
+    value = dict(headers)["traceparent"]
+    parts = (value.decode() if isinstance(value, bytes) else value).split("-")
+    return parts[1], parts[2]
+
+
+def span_named(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    matching = [s for s in spans if s.name == name]
+    assert len(matching) == 1, [s.name for s in spans]
+    return matching[0]
+
+
+async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, exporter: InMemorySpanExporter) -> None:
+    settings: Settings = make_settings(captured_partitions=1, processor_partitions=1)
+    exporter.clear()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    pixels_key = f"{settings.app_id}:px:1"
+    await redis.set(pixels_key, bytes(range(16)), ex=60)
+    await redis.xadd(settings.capture_stream, {
+        "frame_id": "traced-1", "camera_id": "cam-1", "timestamp": "2026-11-27T05:00:00+00:00",
+        "width": "4", "height": "4", "format": "gray8", "capabilities": "object_detection",
+        "frame_key": pixels_key, "traceparent": f"00-{CAPTURE_TRACE}-{CAPTURE_SPAN}-01",
+    })
+
+    # Hop 1: the bridge, Redis -> frames.captured.
+    bridge = Bridge(settings, redis=redis)
+    serving = asyncio.ensure_future(bridge.serve())
+    captured = await first_record(settings, settings.captured_topic)
+    await bridge.close()
+    await serving
+
+    # Hop 2: the routing agent, given the record exactly as Kafka holds it.
+    built = create_worker_app(settings, prometheus=False)
+    built.app.finalize()
+    built.app.flow_control.resume()
+    from agents.routing import ProcessorView
+
+    built.router.update_view([ProcessorView(id="det", capabilities=frozenset({"object_detection"}), capacity=10)])
+    routed: list[tuple[bytes, bytes, Any]] = []
+    ready_topic = built.orch.topics.ready("det")
+
+    async def record_send(*, key: bytes, value: bytes, headers: Any = None) -> None:
+        routed.append((key, value, headers))
+
+    ready_topic.send = record_send
+    async with built.route_frames.test_context() as agent:
+        await agent.put(captured.value, key=captured.key, headers=list(captured.headers))
+    assert len(routed) == 1
+
+    # Hop 3: the processor SDK consumes the real ready topic and publishes the result.
+    await ensure_topics(settings.bootstrap_servers, [(settings.ready_topic("det"), 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    key, value, headers = routed[0]
+    await producer.send_and_wait(settings.ready_topic("det"), value, key=key, headers=headers)
+    await producer.stop()
+
+    async def process(frame: Frame) -> dict[str, Any]:
+        return {"bytes": len(frame.pixels or b"")}
+
+    client = ProcessorClient(settings, "det", ["object_detection"], process)
+    consuming = asyncio.ensure_future(client.consume())
+    result = await first_record(settings, settings.results_topic)
+    client.request_stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(consuming, 20)
+    await redis.aclose()
+
+    spans = exporter.get_finished_spans()
+    bridge_span = span_named(spans, "bridge.mirror")
+    router_span = span_named(spans, "router.route")
+    process_span = span_named(spans, "processor.process")
+    for span in (bridge_span, router_span, process_span):
+        assert format(span.context.trace_id, "032x") == CAPTURE_TRACE, span.name
+    assert bridge_span.parent is not None and format(bridge_span.parent.span_id, "016x") == CAPTURE_SPAN
+    assert router_span.parent is not None and router_span.parent.span_id == bridge_span.context.span_id
+    assert process_span.parent is not None and process_span.parent.span_id == router_span.context.span_id
+    assert dict(router_span.attributes or {})["frame.id"] == "traced-1"
+    assert dict(router_span.attributes or {})["processor.id"] == "det"
+    assert "routing.reason" in dict(router_span.attributes or {})
+    # The result record carries the trace on, from the processing span.
+    assert traceparent(result.headers) == (CAPTURE_TRACE, format(process_span.context.span_id, "016x"))
+    assert json.loads(result.value)["frame_id"] == "traced-1"
