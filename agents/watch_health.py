@@ -20,6 +20,7 @@ from typing import Any
 from agents.backpressure import Level, LevelTracker, Thresholds, router_level
 from agents.failover import Failover
 from agents.health import HealthTracker
+from agents.routing import Router
 from app.context import Orchestrator
 from app.lag import LagSample, LagSampler
 from app.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
@@ -33,9 +34,10 @@ BACKPRESSURE_TTL_SECONDS = 10
 class HealthWatch:
     """State kept by the leader between samples; rebuilt from scratch on a new leader."""
 
-    def __init__(self, orch: Orchestrator) -> None:
+    def __init__(self, orch: Orchestrator, router: Router) -> None:
         s = orch.settings
         self.orch = orch
+        self.router = router
         self.thresholds = Thresholds.from_settings(s)
         self.levels = LevelTracker(self.thresholds)
         self.health = HealthTracker.from_settings(s)
@@ -44,6 +46,17 @@ class HealthWatch:
         self.failover = Failover(orch)
         self._seen_heartbeat: dict[str, str] = {}
         self._known: set[str] = set()
+        self.quiet_until = 0.0
+        self.hold_verdicts()
+
+    def hold_verdicts(self) -> None:
+        """No health verdicts for one heartbeat deadline after leadership or a rebalance.
+
+        While partitions move, the control topic is not folded and every heartbeat in the
+        registry looks stale; judging then would fail over healthy processors.
+        """
+        s = self.orch.settings
+        self.quiet_until = time.time() + s.heartbeat_interval * s.heartbeat_misses
 
     async def close(self) -> None:
         await self.failover.close()
@@ -67,7 +80,7 @@ class HealthWatch:
             sample = samples.get(pid)
             if sample is not None:
                 self.health.offsets(pid, sample.committed_total, sample.total, now)
-        changes = self.health.evaluate(now)
+        changes = self.health.evaluate(now) if now >= self.quiet_until else []
         for change in changes:
             await self._publish_status(change.processor_id, change.new, change.reason)
         for pid, rec in records.items():
@@ -77,8 +90,12 @@ class HealthWatch:
             status = self.health.status(pid)
             if status in (ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED):
                 sample = samples.get(pid)
-                if sample is not None and sample.total > 0:
+                if sample is not None and sample.total > 0 and self._peers_for_all(rec):
                     self.failover.start(rec, reason=status.value)
+
+    def _peers_for_all(self, rec: ProcessorRecord) -> bool:
+        """Move a backlog only where every capability has a healthy peer; else it waits in place."""
+        return all(any(pid != rec.id for pid in self.router.candidates(cap)) for cap in rec.capabilities)
 
     def _forget_gone(self, records: dict[str, ProcessorRecord]) -> None:
         for gone in self._known - records.keys():
@@ -137,7 +154,7 @@ class HealthWatch:
             log.warning("could not publish router backpressure to Redis: %s", exc)
 
 
-def register_watch_health(orch: Orchestrator) -> None:
+def register_watch_health(orch: Orchestrator, router: Router) -> None:
     app = orch.app
     holder: dict[str, Any] = {}
 
@@ -145,11 +162,17 @@ def register_watch_health(orch: Orchestrator) -> None:
     async def watch_health() -> None:
         watch = holder.get("watch")
         if watch is None:
-            watch = holder["watch"] = HealthWatch(orch)
+            watch = holder["watch"] = HealthWatch(orch, router)
         try:
             await asyncio.wait_for(watch.tick(), timeout=max(5.0, orch.settings.lag_sample_interval * 5))
         except Exception as exc:
             log.warning("health watch tick failed: %r", exc)
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def hold_after_rebalance(_: Any, **kwargs: Any) -> None:
+        watch = holder.get("watch")
+        if watch is not None:
+            watch.hold_verdicts()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_watch(_: Any, **kwargs: Any) -> None:

@@ -21,13 +21,11 @@ VIEW_REFRESH_SECONDS = 0.5
 STATS_SECONDS = 1.0
 
 
-def build_views(
-    registry: dict[str, Any], load: dict[str, Any], now: float, heartbeat_deadline: float
-) -> list[ProcessorView]:
+def build_views(registry: dict[str, Any], load: dict[str, Any]) -> list[ProcessorView]:
     """What the router may choose from: registered processors with their latest load.
 
-    A processor whose heartbeat is older than the deadline is excluded here already, so
-    routing reacts within a refresh even before the leader publishes its verdict.
+    Health is the leader's verdict in the registry alone. Judging heartbeat age here too
+    would exclude every processor whenever a rebalance pauses the registry's folding.
     """
     views = []
     for pid, raw in registry.items():
@@ -35,14 +33,13 @@ def build_views(
             continue
         rec = ProcessorRecord.model_validate(raw)
         report = load.get(pid) or {}
-        fresh = now - rec.last_heartbeat.timestamp() <= heartbeat_deadline
         views.append(
             ProcessorView(
                 id=pid,
                 capabilities=frozenset(rec.capabilities),
                 capacity=rec.capacity,
                 stateful=rec.stateful,
-                healthy=rec.status is ProcessorStatus.HEALTHY and fresh,
+                healthy=rec.status is ProcessorStatus.HEALTHY,
                 lag=int(report.get("lag", 0)),
                 level=Level[report.get("level", "NORMAL")],
                 sampled_at=report.get("sampled_at"),
@@ -52,12 +49,11 @@ def build_views(
 
 
 def register_worker_timers(orch: Orchestrator, router: Router) -> None:
-    app, settings = orch.app, orch.settings
-    deadline = settings.heartbeat_interval * settings.heartbeat_misses
+    app = orch.app
 
     @app.timer(VIEW_REFRESH_SECONDS, name="refresh_routes")
     async def refresh_routes() -> None:
-        views = build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items()), time.time(), deadline)
+        views = build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items()))
         router.update_view(views)
 
     @app.timer(STATS_SECONDS, name="publish_stats")

@@ -132,7 +132,10 @@ class LagSampler:
             max_partition_fetch_bytes=64 * 1024,
             fetch_max_bytes=1 << 20,
         )
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        # Short requests: a sample is taken every second or so, a late answer is worthless.
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, client_id=self._client_id, request_timeout_ms=5000
+        )
         await consumer.start()
         try:
             await admin.start()
@@ -178,7 +181,7 @@ class LagSampler:
             tp
             for group, offsets in committed_by_group.items()
             for tp in groups[group]
-            if offsets.get(tp) is None and tp in self._end
+            if offsets.get(tp) is None and self._end.get(tp, 0) > 0
         }
         start = await self._log_start(uncommitted)
 

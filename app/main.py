@@ -112,7 +112,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
     register_folds(orch)
     register_count_results(orch)
     register_worker_timers(orch, router)
-    register_watch_health(orch)
+    register_watch_health(orch, router)
     register_web(orch)
     _register_dashboard(app)
     if prometheus:

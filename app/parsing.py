@@ -77,23 +77,32 @@ class _Invalid(Exception):
 
 def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
     """Redis gives bytes; keep undecodable bytes visible rather than dropping them."""
+    return _decode(fields)[0]
+
+
+def _decode(fields: Mapping[Any, Any]) -> tuple[dict[str, str], _Invalid | None]:
+    """One pass over the entry: strict UTF-8 where possible, the first offending field remembered."""
     out: dict[str, str] = {}
+    problem: _Invalid | None = None
     for key, value in fields.items():
-        k = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else str(key)
-        v = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+        if isinstance(key, bytes):
+            try:
+                k = key.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                k = key.decode("utf-8", "backslashreplace")
+                problem = problem or _Invalid("invalid_encoding", f"{k}: field name is not UTF-8 ({exc.reason})")
+        else:
+            k = str(key)
+        if isinstance(value, bytes):
+            try:
+                v = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                v = value.decode("utf-8", "backslashreplace")
+                problem = problem or _Invalid("invalid_encoding", f"{k}: value is not UTF-8 ({exc.reason})")
+        else:
+            v = str(value)
         out[k] = v
-    return out
-
-
-def _strict_utf8(fields: Mapping[Any, Any]) -> None:
-    for key, value in fields.items():
-        for part, what in ((key, "field name"), (value, "value")):
-            if isinstance(part, bytes):
-                try:
-                    part.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    name = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
-                    raise _Invalid("invalid_encoding", f"{name}: {what} is not UTF-8 ({exc.reason})") from None
+    return out, problem
 
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
@@ -237,7 +246,7 @@ def _blank_to_none(value: Any) -> Any:
 def parse_entry(fields: Mapping[Any, Any], stream_id: str | None = None) -> ParseOutcome:
     """Parse one stream entry. Never raises."""
     try:
-        raw = decode_fields(fields)
+        raw, encoding_problem = _decode(fields)
     except Exception as exc:  # a Mapping whose items() misbehaves: still a reason, not a crash
         return ParseOutcome(None, ParseError("invalid_entry", f"unreadable entry: {exc!r:.200}"))
     hint_fid = raw.get("frame_id")
@@ -245,7 +254,8 @@ def parse_entry(fields: Mapping[Any, Any], stream_id: str | None = None) -> Pars
     try:
         if not raw:
             raise _Invalid("empty_entry", "entry has no fields")
-        _strict_utf8(fields)
+        if encoding_problem is not None:
+            raise encoding_problem
         wrapper = next((w for w in _WRAPPERS if w in raw), None)
         if wrapper is not None:
             doc = _json_object(raw[wrapper], wrapper)

@@ -108,6 +108,8 @@ class OurPipeline(System):
             {s0.processor_group(pid): s0.ready_topic(pid) for pid in self.pids.values()},
             self.recorder,
         )
+        # Replaceable so a worker can be run under a profiler.
+        self.worker_argv = [sys.executable, "-m", "app.cli", "worker"]
         self._http: aiohttp.ClientSession | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -123,7 +125,7 @@ class OurPipeline(System):
         py = [sys.executable, "-m", "app.cli"]
         for i, settings in enumerate(self.settings):
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-            worker = Child(f"worker-{i}", [*py, "worker"], settings_env(settings), self.env.log_dir)
+            worker = Child(f"worker-{i}", self.worker_argv, settings_env(settings), self.env.log_dir)
             self.children.append(worker)
             worker.start()
         await asyncio.gather(*(self._wait_healthy(i) for i in range(self.workers)))

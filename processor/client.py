@@ -214,7 +214,8 @@ class ProcessorClient:
         return True
 
     async def _heartbeats(self) -> None:
-        """Every HEARTBEAT_INTERVAL while running; one "draining" beat once stop is asked."""
+        """Every HEARTBEAT_INTERVAL while running; once stop is asked, one "draining" beat
+        (unless ``deregister_on_stop`` is off: then other replicas carry on under this id)."""
         assert self._api is not None
         while not self._stop.is_set():
             try:
@@ -225,6 +226,8 @@ class ProcessorClient:
                 log.warning("heartbeat of %s failed: %r", self.processor_id, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settings.heartbeat_interval)
+        if not self.deregister_on_stop:
+            return  # another replica goes on under this id: it is not draining
         try:
             await self._api.heartbeat(self.processor_id, ProcessorStatus.DRAINING.value)
         except Exception as exc:

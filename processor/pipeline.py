@@ -8,6 +8,7 @@ commit re-delivers the batch (to this or another replica of the same consumer gr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -23,18 +24,20 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
+from redis.exceptions import RedisError
 
 from app.kafka import ensure_topics, start_reliable_producer
 from app.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
 from app.models import DeadLetter, FrameResult, RoutedFrame, utcnow
 from app.settings import Settings
 from app.telemetry import context_from_headers, headers_for, tracer
+from processor.done import DoneMarkers
 from processor.frame import Frame, ProcessFn, RejectFrame
 from processor.pixels import PixelStore
 
 log = logging.getLogger(__name__)
 SERVICE = "processor"
-_PUBLISH_RETRY_SECONDS = 1.0
+_RETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -45,6 +48,7 @@ class PipelineStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     committed: int = 0
+    duplicates: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,9 @@ class FramePipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pixels = PixelStore.from_url(settings.redis_url)
+        self._done = DoneMarkers.from_url(
+            settings.redis_url, settings.results_topic, int(settings.dedupe_window_seconds)
+        )
         pid = config.processor_id
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
         self._end_to_end_seconds = END_TO_END_SECONDS.labels(pid)
@@ -132,14 +139,29 @@ class FramePipeline:
         self._consumer = consumer
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Batches until ``stop`` is set; the batch in hand is finished and committed first."""
+        """Batches until ``stop`` is set; the batch in hand is finished and committed first.
+
+        A stop also interrupts a fetch still waiting, e.g. for the first group join."""
         consumer = self._require_consumer()
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=self.config.poll_ms, max_records=self.config.max_batch)
-            if not batch:
-                continue
-            async with self._lock:
-                await self.handle_batch(batch)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                fetch = asyncio.ensure_future(
+                    consumer.getmany(timeout_ms=self.config.poll_ms, max_records=self.config.max_batch)
+                )
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    # Records it might still bring are uncommitted: the next owner gets them.
+                    fetch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await fetch
+                    return
+                batch = fetch.result()
+                if batch:
+                    async with self._lock:
+                        await self.handle_batch(batch)
+        finally:
+            stopping.cancel()
 
     async def close(self) -> None:
         """Leave the group and flush the producer. Uncommitted records go to the next owner."""
@@ -154,6 +176,7 @@ class FramePipeline:
                     await producer.stop()
             finally:
                 await self._pixels.close()
+                await self._done.close()
 
     def _require_consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -184,7 +207,18 @@ class FramePipeline:
                 ctx = context_from_headers(record.headers)
                 acks.append(await self._dead_letter("invalid_routed_frame", detail, None, _raw(record), ctx))
 
-        pixels = await self._pixels.load_many([routed.frame_key for _, routed in frames])
+        try:
+            done_keys = [self._done.key(routed.frame_id, routed.capability) for _, routed in frames]
+            finished = await self._done.finished(done_keys)
+            if any(finished):
+                self.stats.duplicates += sum(finished)
+                frames = [item for item, done in zip(frames, finished, strict=True) if not done]
+                done_keys = [key for key, done in zip(done_keys, finished, strict=True) if not done]
+            pixels = await self._pixels.load_many([routed.frame_key for _, routed in frames])
+        except (RedisError, OSError) as exc:
+            log.error("loading pixels failed (%r); re-processing the batch", exc)
+            await self._rewind(consumer, batch, owned, acks)
+            return
         ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]] = []
         for (record, routed), data in zip(frames, pixels, strict=True):
             if data is None:
@@ -198,14 +232,30 @@ class FramePipeline:
         try:
             await asyncio.gather(*acks)
         except KafkaError as exc:
-            # Nothing of this batch is committed: rewind so it is processed again.
             log.error("publishing results failed (%r); re-processing the batch", exc)
-            for tp, part in batch.items():
-                if tp in owned and part:
-                    consumer.seek(tp, part[0].offset)
-            await asyncio.sleep(_PUBLISH_RETRY_SECONDS)
+            await self._rewind(consumer, batch, owned, [])
             return
+        try:
+            await self._done.mark(done_keys)
+        except (RedisError, OSError) as exc:
+            # Results are out; without markers a redelivery would publish them again, but
+            # nothing is lost by committing, so the batch is not processed again here.
+            log.warning("could not mark %d frame(s) done: %r", len(done_keys), exc)
         await self._commit(consumer, records)
+
+    async def _rewind(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        owned: set[TopicPartition],
+        pending: list[asyncio.Future[Any]],
+    ) -> None:
+        """Nothing of this batch is committed: fetch it again after a pause (at-least-once)."""
+        await asyncio.gather(*pending, return_exceptions=True)
+        for tp, part in batch.items():
+            if tp in owned and part:
+                consumer.seek(tp, part[0].offset)
+        await asyncio.sleep(_RETRY_SECONDS)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         offsets: dict[TopicPartition, int] = {}

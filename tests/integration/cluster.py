@@ -138,9 +138,10 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, interval: flo
 
 
 async def http_json(method: str, url: str, body: Any = None, timeout: float = 20) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.request(
-        method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp,
+    ):
         text = await resp.text()
         return resp.status, (json.loads(text) if text else None)
 
@@ -184,11 +185,20 @@ async def store_pixels(settings: Settings, frames: Iterable[FrameEvent], ttl: in
         await client.aclose()
 
 
-async def read_topic(settings: Settings, topic: str, *, idle_seconds: float = 3.0, max_seconds: float = 60.0,
-                     until: Callable[[list[Any]], bool] | None = None) -> list[Any]:
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    idle_seconds: float = 3.0,
+    max_seconds: float = 60.0,
+    until: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:
     """Every record of a topic from the beginning, as parsed JSON; stops when idle or ``until``."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()

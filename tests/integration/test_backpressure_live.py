@@ -32,8 +32,12 @@ CAP = "object_detection"
 @pytest.fixture
 def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     settings: Settings = make_settings(
-        heartbeat_interval=1.0, heartbeat_misses=3, stall_timeout=20.0, lag_sample_interval=0.5,
-        processor_partitions=2, captured_partitions=2,
+        heartbeat_interval=1.0,
+        heartbeat_misses=3,
+        stall_timeout=20.0,
+        lag_sample_interval=0.5,
+        processor_partitions=2,
+        captured_partitions=2,
     )
     c = Cluster(settings, tmp_path / "logs")
     yield c
@@ -43,8 +47,19 @@ def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
 def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_ms: float) -> Proc:
     return cluster.spawn(
         f"proc-{pid}",
-        [sys.executable, "-m", "processor", "detector", pid, "--capabilities", CAP, "--capacity", str(capacity),
-         "--latency-ms", str(latency_ms)],
+        [
+            sys.executable,
+            "-m",
+            "processor",
+            "detector",
+            pid,
+            "--capabilities",
+            CAP,
+            "--capacity",
+            str(capacity),
+            "--latency-ms",
+            str(latency_ms),
+        ],
         orchestrator_url=base_url,
     )
 
@@ -53,8 +68,15 @@ def frames(prefix: str, count: int, cameras: int, protected_every: int = 0) -> l
     now = datetime.now(UTC)
     return [
         FrameEvent(
-            frame_id=f"{prefix}-{i:05d}", camera_id=f"cam-{i % cameras:02d}", captured_at=now, sequence=i // cameras,
-            width=8, height=8, format="gray8", frame_key=f"{prefix}:px:{i}", capabilities=[CAP],
+            frame_id=f"{prefix}-{i:05d}",
+            camera_id=f"cam-{i % cameras:02d}",
+            captured_at=now,
+            sequence=i // cameras,
+            width=8,
+            height=8,
+            format="gray8",
+            frame_key=f"{prefix}:px:{i}",
+            capabilities=[CAP],
             priority=9 if protected_every and i % protected_every == 0 else 0,
         )
         for i in range(count)
@@ -101,8 +123,13 @@ async def test_slow_processor_backlog_stays_bounded_while_fast_peer_takes_the_re
 
     watcher = asyncio.ensure_future(watch())
     await paced(settings, batch, rate=100)  # 10x what "slow" can do
-    results = await read_topic(settings, settings.results_topic, idle_seconds=5, max_seconds=90,
-                               until=lambda v: len({r["frame_id"] for r in v}) >= len(batch))
+    results = await read_topic(
+        settings,
+        settings.results_topic,
+        idle_seconds=5,
+        max_seconds=90,
+        until=lambda v: len({r["frame_id"] for r in v}) >= len(batch),
+    )
     watcher.cancel()
     by_processor = Counter(r["processor_id"] for r in results)
     assert Counter(r["frame_id"] for r in results) == Counter(f.frame_id for f in batch)  # each exactly once
@@ -164,8 +191,13 @@ async def test_killed_processor_backlog_is_processed_elsewhere_once(cluster: Clu
     await wait_until(doomed_has_backlog, 60, what="a backlog on the doomed processor")
     next(p for p in cluster.procs if p.name == "proc-doomed").kill()
     await producing
-    results = await read_topic(settings, settings.results_topic, idle_seconds=15, max_seconds=120,
-                               until=lambda v: len({r["frame_id"] for r in v}) >= len(batch))
+    results = await read_topic(
+        settings,
+        settings.results_topic,
+        idle_seconds=15,
+        max_seconds=120,
+        until=lambda v: len({r["frame_id"] for r in v}) >= len(batch),
+    )
     processed = Counter(r["frame_id"] for r in results)
     missing = {f.frame_id for f in batch} - set(processed)
     assert not missing, f"{len(missing)} frames lost, e.g. {sorted(missing)[:5]}\n{cluster.logs()}"

@@ -126,9 +126,11 @@ async def run_and_kill(cluster: Cluster, victim: str) -> None:
 
     # Kill mid-stream: once results are flowing, while the second half is still to come.
     await wait_until(
-        lambda: read_topic(settings, settings.results_topic, idle_seconds=0.5, max_seconds=2,
-                           until=lambda v: len(v) >= 100),
-        60, what="results flowing",
+        lambda: read_topic(
+            settings, settings.results_topic, idle_seconds=0.5, max_seconds=2, until=lambda v: len(v) >= 100
+        ),
+        60,
+        what="results flowing",
     )
     if victim == "processor":
         procs["det"][0].kill()

@@ -344,7 +344,8 @@ ProcessorClient(settings, "alo", ["c"], process, max_batch=500).run_sync(registe
 async def test_replica_killed_before_commit_is_reprocessed_by_another(
     make_settings: Callable[..., Settings], unique: str
 ) -> None:
-    settings = make_settings()
+    # A short session: the survivor's join waits for the dead member's session to expire.
+    settings = make_settings(broker_session_timeout=3.0)
     topic, group = processor_watch(settings, "alo")
     outputs = [(settings.results_topic, settings.captured_partitions)]
     await ensure_topics(settings.bootstrap_servers, [(topic, 2), *outputs])
@@ -392,3 +393,44 @@ async def test_replica_killed_before_commit_is_reprocessed_by_another(
     assert by_survivor == sorted(f"f-{s}" for s in range(frames)), "every uncommitted frame processed again"
     async with LagSampler(settings.bootstrap_servers) as sampler:
         assert (await sampler.sample({"alo": (topic, group)}))["alo"].total == 0
+
+
+async def test_a_pair_finished_once_is_not_processed_again_by_any_processor(
+    make_settings: Callable[..., Settings], unique: str
+) -> None:
+    """Redelivery (a replay after a crash, or failover to a peer) finds the done-marker and skips."""
+    settings = make_settings()
+    frames = 6
+    first_topic, _ = processor_watch(settings, "first")
+    second_topic, _ = processor_watch(settings, "second")
+    await ensure_topics(
+        settings.bootstrap_servers,
+        [(first_topic, 1), (second_topic, 1), (settings.results_topic, settings.captured_partitions)],
+    )
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    await redis.mset({f"{unique}:px:{s}": bytes([s]) * 8 for s in range(frames)})
+    await redis.aclose()
+    for pid, topic in (("first", first_topic), ("second", second_topic)):
+        records = [
+            (CAMERAS[s % 3], _routed(settings, pid, s, f"{unique}:px:{s}").model_dump_json().encode(), "b" * 32)
+            for s in range(frames)
+        ]
+        await _produce(settings, topic, records)
+
+    async def echo(frame: Frame) -> dict[str, Any]:
+        return {"seen": frame.frame_id}
+
+    clients = {}
+    for pid in ("first", "second"):
+        client = clients[pid] = ProcessorClient(settings, pid, ["checksum"], echo)
+        task = asyncio.create_task(client.run(register=False))
+        try:
+            await _wait_until(lambda c=client: c.stats.committed >= frames, 40, f"{pid} to commit every frame")
+        finally:
+            await asyncio.wait_for(client.stop(), timeout=30)
+            await task
+
+    results = [json.loads(r.value) for r in await _read_all(settings, settings.results_topic, expected=frames)]
+    assert sorted(d["frame_id"] for d in results) == sorted(f"f-{s}" for s in range(frames))
+    assert {d["processor_id"] for d in results} == {"first"}
+    assert clients["second"].stats.duplicates == frames and clients["second"].stats.processed == 0

@@ -87,9 +87,12 @@ async def test_invalid_bodies_are_422_naming_the_field(worker_url: tuple[Cluster
         status, reply = await http_json("POST", f"{url}/api/v1/processors/register", body)
         assert status == 422, (body, reply)
         assert field in {e["field"] for e in reply["errors"]}, (body, reply)
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{url}/api/v1/processors/register", data=b"{nope", headers={"content-type": "application/json"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/api/v1/processors/register", data=b"{nope", headers={"content-type": "application/json"}
+        ) as resp,
+    ):
         assert resp.status == 422
         assert (await resp.json())["errors"][0]["field"] == "body"
     status, reply = await http_json("POST", f"{url}/api/v1/processors/heartbeat", {"status": "sleepy"})
@@ -105,7 +108,8 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
 
     await ensure_topics(settings.bootstrap_servers, [(settings.ready_topic("tracker"), 2)])
     status, _ = await http_json(
-        "POST", f"{url}/api/v1/processors/register",
+        "POST",
+        f"{url}/api/v1/processors/register",
         {"id": "tracker", "capabilities": ["tracking"], "stateful": True, "partitions": 2},
     )
     assert status == 201

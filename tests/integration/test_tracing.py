@@ -48,8 +48,9 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 async def first_record(settings: Settings, topic: str, timeout: float = 30) -> Any:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         return await asyncio.wait_for(consumer.getone(), timeout)
@@ -75,11 +76,20 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     redis = aioredis.Redis.from_url(settings.redis_url)
     pixels_key = f"{settings.app_id}:px:1"
     await redis.set(pixels_key, bytes(range(16)), ex=60)
-    await redis.xadd(settings.capture_stream, {
-        "frame_id": "traced-1", "camera_id": "cam-1", "timestamp": "2026-11-27T05:00:00+00:00",
-        "width": "4", "height": "4", "format": "gray8", "capabilities": "object_detection",
-        "frame_key": pixels_key, "traceparent": f"00-{CAPTURE_TRACE}-{CAPTURE_SPAN}-01",
-    })
+    await redis.xadd(
+        settings.capture_stream,
+        {
+            "frame_id": "traced-1",
+            "camera_id": "cam-1",
+            "timestamp": "2026-11-27T05:00:00+00:00",
+            "width": "4",
+            "height": "4",
+            "format": "gray8",
+            "capabilities": "object_detection",
+            "frame_key": pixels_key,
+            "traceparent": f"00-{CAPTURE_TRACE}-{CAPTURE_SPAN}-01",
+        },
+    )
 
     # Hop 1: the bridge, Redis -> frames.captured.
     bridge = Bridge(settings, redis=redis)
