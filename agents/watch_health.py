@@ -80,7 +80,7 @@ class HealthWatch:
             sample = samples.get(pid)
             if sample is not None:
                 self.health.offsets(pid, sample.committed_total, sample.total, now)
-        changes = self.health.evaluate(now) if now >= self.quiet_until else []
+        changes = self.health.evaluate(now) if self._may_judge(records, now) else []
         for change in changes:
             await self._publish_status(change.processor_id, change.new, change.reason)
         for pid, rec in records.items():
@@ -92,6 +92,22 @@ class HealthWatch:
                 sample = samples.get(pid)
                 if sample is not None and sample.total > 0 and self._peers_for_all(rec):
                     self.failover.start(rec, reason=status.value)
+
+    def _may_judge(self, records: dict[str, ProcessorRecord], now: float) -> bool:
+        """Verdicts wait while partitions move, and while EVERY processor looks silent.
+
+        All heartbeats stopping at once says more about the path they travel (REST,
+        control topic, registry fold) than about the processors; failing them all over
+        would dead-letter frames that can simply wait in their topics.
+        """
+        if now < self.quiet_until:
+            return False
+        s = self.orch.settings
+        deadline = s.heartbeat_interval * s.heartbeat_misses
+        if len(records) > 1 and all(now - r.last_heartbeat.timestamp() > deadline for r in records.values()):
+            log.warning("no heartbeat from any of %d processors: holding health verdicts", len(records))
+            return False
+        return True
 
     def _peers_for_all(self, rec: ProcessorRecord) -> bool:
         """Move a backlog only where every capability has a healthy peer; else it waits in place."""

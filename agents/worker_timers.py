@@ -39,13 +39,22 @@ def build_views(registry: dict[str, Any], load: dict[str, Any]) -> list[Processo
                 capabilities=frozenset(rec.capabilities),
                 capacity=rec.capacity,
                 stateful=rec.stateful,
-                healthy=rec.status is ProcessorStatus.HEALTHY,
+                healthy=_status(rec, report) is ProcessorStatus.HEALTHY,
                 lag=int(report.get("lag", 0)),
                 level=Level[report.get("level", "NORMAL")],
                 sampled_at=report.get("sampled_at"),
             )
         )
     return views
+
+
+def _status(rec: ProcessorRecord, report: dict[str, Any]) -> ProcessorStatus:
+    """The leader's latest verdict: its load report, republished every sample, heals a
+    registry copy that missed a status change; the registry answers until a report exists.
+    Draining is the processor's own word and always wins."""
+    if rec.status is ProcessorStatus.DRAINING or not report.get("status"):
+        return rec.status
+    return ProcessorStatus(report["status"])
 
 
 def register_worker_timers(orch: Orchestrator, router: Router) -> None:

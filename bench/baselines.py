@@ -101,16 +101,39 @@ class NullPipeline(_KafkaExit):
         py = [sys.executable, "-m", "bench.stages"]
         bridge = Child(
             "null-bridge",
-            [*py, "null-bridge", "--redis-url", env.redis_url, "--stream", stream, "--group", "bridge",
-             "--bootstrap", env.bootstrap, "--topic", captured],
-            _env(), env.log_dir,
+            [
+                *py,
+                "null-bridge",
+                "--redis-url",
+                env.redis_url,
+                "--stream",
+                stream,
+                "--group",
+                "bridge",
+                "--bootstrap",
+                env.bootstrap,
+                "--topic",
+                captured,
+            ],
+            _env(),
+            env.log_dir,
         )
         routes = [f"--route={cap}={topic}" for cap, topic in self.topics.items()]
         router = Child(
             "null-router",
-            [*py, "null-router", "--bootstrap", env.bootstrap, "--topic", captured, "--group", f"{env.ns}-router",
-             *routes],
-            _env(), env.log_dir,
+            [
+                *py,
+                "null-router",
+                "--bootstrap",
+                env.bootstrap,
+                "--topic",
+                captured,
+                "--group",
+                f"{env.ns}-router",
+                *routes,
+            ],
+            _env(),
+            env.log_dir,
         )
         self.children += [bridge, router]
         bridge.start()
@@ -129,9 +152,22 @@ class RedisFanout(_StreamExit):
         stream = f"{env.ns}:capture"
         fanout = Child(
             "fanout",
-            [sys.executable, "-m", "bench.stages", "fanout", "--redis-url", env.redis_url, "--stream", stream,
-             "--group", "fanout", "--target", self.stream_template],
-            _env(), env.log_dir,
+            [
+                sys.executable,
+                "-m",
+                "bench.stages",
+                "fanout",
+                "--redis-url",
+                env.redis_url,
+                "--stream",
+                stream,
+                "--group",
+                "fanout",
+                "--target",
+                self.stream_template,
+            ],
+            _env(),
+            env.log_dir,
         )
         self.children.append(fanout)
         fanout.start()

@@ -11,6 +11,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+# What XREADGROUP answers: [(stream, [(entry id, {field: value})])].
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
 WIDTH = "1920"
 HEIGHT = "1080"
 FORMAT = "jpeg"

@@ -53,7 +53,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def require_services() -> None:
-    missing = [f"{m}.{name}" for m, name in (("app.main", "run_worker"), ("bridge.service", "run_bridge")) if not _has(m, name)]
+    missing = [
+        f"{m}.{name}" for m, name in (("app.main", "run_worker"), ("bridge.service", "run_bridge")) if not _has(m, name)
+    ]
     if missing:
         raise PipelineUnavailable(f"not runnable yet: {', '.join(missing)} missing")
 
@@ -75,31 +77,35 @@ class OurPipeline(System):
         self.label = f"our pipeline ({workers} worker{'s' if workers > 1 else ''} + 1 bridge)"
         data_dir = env.log_dir / f"{self.key}-data"
         self.settings = [
-            Settings(
-                kafka_broker=env.kafka_url,
-                redis_url=env.redis_url,
-                app_id=f"fo-{env.ns}",
-                capture_stream=f"{env.ns}:capture",
-                capture_group="bridge",
-                captured_topic=f"{env.ns}.captured",
-                dead_letter_topic=f"{env.ns}.dead-letter",
-                results_topic=f"{env.ns}.results",
-                control_topic=f"{env.ns}.control",
-                ready_topic_prefix=f"{env.ns}.ready.",
-                store=store,
-                data_dir=str(data_dir / f"worker-{i}"),
-                web_host="127.0.0.1",
-                web_port=free_port(),
-                # Short group timeouts only make joins fast; nothing on the hot path depends on them.
-                broker_rebalance_timeout=2.0,
-                broker_session_timeout=6.0,
-                broker_heartbeat_interval=1.0,
-                bridge_metrics_port=0,
-                bridge_consumer_name=f"bench-bridge-{env.ns}",
-                log_level="warn",
+            Settings.model_validate(
+                {
+                    "kafka_broker": env.kafka_url,
+                    "redis_url": env.redis_url,
+                    "app_id": f"fo-{env.ns}",
+                    "capture_stream": f"{env.ns}:capture",
+                    "capture_group": "bridge",
+                    "captured_topic": f"{env.ns}.captured",
+                    "dead_letter_topic": f"{env.ns}.dead-letter",
+                    "results_topic": f"{env.ns}.results",
+                    "control_topic": f"{env.ns}.control",
+                    "ready_topic_prefix": f"{env.ns}.ready.",
+                    "store": store,
+                    "data_dir": str(data_dir / f"worker-{i}"),
+                    "web_host": "127.0.0.1",
+                    "web_port": free_port(),
+                    # Short group timeouts only make joins fast; nothing on the hot path depends on them.
+                    "broker_rebalance_timeout": 2.0,
+                    "broker_session_timeout": 6.0,
+                    "broker_heartbeat_interval": 1.0,
+                    "bridge_metrics_port": 0,
+                    "bridge_consumer_name": f"bench-bridge-{env.ns}",
+                    "log_level": "warn",
+                }
             )
             for i in range(workers)
         ]
+        for settings in self.settings:
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         self.base_urls = [f"http://127.0.0.1:{s.web_port}" for s in self.settings]
         s0 = self.settings[0]
         self.pids = {cap: processor_id(cap) for cap in env.capabilities}
@@ -124,7 +130,6 @@ class OurPipeline(System):
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         py = [sys.executable, "-m", "app.cli"]
         for i, settings in enumerate(self.settings):
-            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
             worker = Child(f"worker-{i}", self.worker_argv, settings_env(settings), self.env.log_dir)
             self.children.append(worker)
             worker.start()
@@ -142,8 +147,8 @@ class OurPipeline(System):
         bridge.start()
         await self.start_loadgen("redis", self.env.redis_url, s0.capture_stream)
 
-    async def _wait_healthy(self, index: int, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def _wait_healthy(self, index: int, limit: float = 90.0) -> None:
+        deadline = time.monotonic() + limit
         url = f"{self.base_urls[index]}/health"
         while time.monotonic() < deadline:
             self.children[index].check_alive()
@@ -152,11 +157,11 @@ class OurPipeline(System):
                     if resp.status == 200:
                         return
             await asyncio.sleep(0.25)
-        raise RuntimeError(f"worker-{index} not healthy within {timeout:.0f} s:\n{self.children[index].log_tail()}")
+        raise RuntimeError(f"worker-{index} not healthy within {limit:.0f} s:\n{self.children[index].log_tail()}")
 
     async def _register(self, cap: str, pid: str) -> None:
-        spec = ProcessorSpec(
-            id=pid, capabilities=[cap], capacity=PROCESSOR_CAPACITY, stateful=cap in STATEFUL_CAPABILITIES
+        spec = ProcessorSpec.model_validate(
+            {"id": pid, "capabilities": [cap], "capacity": PROCESSOR_CAPACITY, "stateful": cap in STATEFUL_CAPABILITIES}
         )
         for _ in range(10):
             async with self.http.post(
@@ -169,9 +174,9 @@ class OurPipeline(System):
             await asyncio.sleep(0.5)
         raise RuntimeError(f"could not register {pid}: {resp.status} {body[:300]}")
 
-    async def _wait_registered(self, timeout: float = 30.0) -> None:
+    async def _wait_registered(self, limit: float = 30.0) -> None:
         """Every worker's registry (a GlobalTable) has every processor."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         want = set(self.pids.values())
         for base in self.base_urls:
             while True:
@@ -180,7 +185,7 @@ class OurPipeline(System):
                         if resp.status == 200 and want <= {r["id"] for r in await resp.json()}:
                             break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{base} did not list processors {sorted(want)} within {timeout:.0f} s")
+                    raise RuntimeError(f"{base} did not list processors {sorted(want)} within {limit:.0f} s")
                 await asyncio.sleep(0.2)
 
     async def _heartbeats(self) -> None:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,31 +107,31 @@ class LoadGen:
         ]
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, limit: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
-        ready = await self._reply(timeout)
+        ready = await self._reply(limit)
         if not ready.get("ready"):
             raise RuntimeError(f"load generator did not start: {ready}")
 
-    async def _reply(self, timeout: float) -> dict[str, Any]:
+    async def _reply(self, limit: float) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), limit)
         if not line:
             raise RuntimeError(f"load generator exited with {await self.proc.wait()}")
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    async def send(self, tag: str, rate: float, count: int, timeout: float) -> dict[str, Any]:
+    async def send(self, tag: str, rate: float, count: int, limit: float) -> dict[str, Any]:
         """Send ``count`` frames at ``rate`` (0 = flat out); returns the generator's own account."""
         assert self.proc is not None and self.proc.stdin is not None, "start() first"
         self.proc.stdin.write((json.dumps({"tag": tag, "rate": rate, "count": count}) + "\n").encode())
         await self.proc.stdin.drain()
-        return await self._reply(timeout)
+        return await self._reply(limit)
 
     async def stop(self) -> None:
         proc = self.proc
@@ -146,12 +145,3 @@ class LoadGen:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

@@ -53,11 +53,11 @@ PROFILES = {
     "quick": Profile(
         "quick",
         Plan(
-            throughput_frames=5_000,
-            throughput_timeout=60,
+            throughput_frames=3_000,
+            throughput_timeout=45,
             loads=[100.0, 1_000.0, 5_000.0],
             load_seconds=2.0,
-            drain_seconds=10,
+            drain_seconds=8,
             warmup_timeout=60,
         ),
         routing_decisions=30_000,
@@ -66,8 +66,8 @@ PROFILES = {
     "full": Profile(
         "full",
         Plan(
-            throughput_frames=50_000,
-            throughput_timeout=180,
+            throughput_frames=30_000,
+            throughput_timeout=150,
             loads=[100.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0],
             load_seconds=10.0,
             drain_seconds=30,

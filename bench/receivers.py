@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from redis.exceptions import ResponseError
 
-from bench.frames import decode_stream_fields, parse_json_frame, tag_and_captured
+from bench.frames import StreamReply, decode_stream_fields, parse_json_frame, tag_and_captured
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self._tags: dict[str, TagStats] = {}
+        self.errors: list[str] = []
+
+    def watch(self, task: asyncio.Task[None], name: str) -> None:
+        """A receiver that dies makes every later wait fail loudly instead of timing out silently."""
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                self.errors.append(f"{name}: {t.exception()!r}")
+
+        task.add_done_callback(done)
 
     def record(self, tag: str, captured_at: float, received_at: float) -> None:
         stats = self._tags.get(tag)
@@ -49,18 +60,20 @@ class Recorder:
     def stats(self, tag: str) -> TagStats:
         return self._tags.get(tag) or TagStats()
 
-    async def wait_for(self, tag: str, expected: int, timeout: float, idle_timeout: float | None = None) -> bool:
-        """True once ``expected`` frames of ``tag`` arrived; False on timeout or when arrivals stopped."""
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, tag: str, expected: int, limit: float, idle_limit: float | None = None) -> bool:
+        """True once ``expected`` frames of ``tag`` arrived; False after ``limit`` s or ``idle_limit`` s idle."""
+        deadline = time.monotonic() + limit
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
+            if self.errors:
+                raise RuntimeError(f"receiver failed: {self.errors[0]}")
             count = self.count(tag)
             if count >= expected:
                 return True
             now = time.monotonic()
             if count != last_count:
                 last_count, last_change = count, now
-            elif idle_timeout is not None and now - last_change > idle_timeout:
+            elif idle_limit is not None and now - last_change > idle_limit:
                 return False
             await asyncio.sleep(0.01)
         return False
@@ -97,6 +110,8 @@ class KafkaReceivers:
             self._consumers.append(consumer)
         await asyncio.gather(*(c.start() for c in self._consumers))
         self._tasks = [asyncio.create_task(self._run(c)) for c in self._consumers]
+        for task, group in zip(self._tasks, self.topics, strict=True):
+            self.recorder.watch(task, group)
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         record = self.recorder.record
@@ -139,12 +154,16 @@ class StreamReceivers:
             self._clients.append(client)
             with contextlib.suppress(ResponseError):  # BUSYGROUP: already there
                 await client.xgroup_create(stream, self.group, id="0", mkstream=True)
-            self._tasks.append(asyncio.create_task(self._run(client, stream)))
+            task = asyncio.create_task(self._run(client, stream))
+            self.recorder.watch(task, stream)
+            self._tasks.append(task)
 
     async def _run(self, client: aioredis.Redis, stream: str) -> None:
         record = self.recorder.record
         while True:
-            reply = await client.xreadgroup(self.group, "bench-receiver", {stream: ">"}, count=5000, block=100)
+            reply = cast(
+                StreamReply, await client.xreadgroup(self.group, "bench-receiver", {stream: ">"}, count=5000, block=100)
+            )
             if not reply:
                 continue
             now = time.time()

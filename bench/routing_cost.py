@@ -95,9 +95,7 @@ def _single_call_percentiles(router: Router, work: list[tuple[str, str]], affini
 def measure(stateful: bool, decisions: int, repeats: int, seed: int = 7) -> dict[str, Any]:
     rng = random.Random(seed)
     views = make_views(stateful, rng)
-    router = Router(
-        default_capabilities=(), affinity_epsilon=0.25, protected_priority=8, rng=random.Random(seed)
-    )
+    router = Router(default_capabilities=(), affinity_epsilon=0.25, protected_priority=8, rng=random.Random(seed))
     router.update_view(views)
     work = _workload(rng, decisions)
     affinity: dict[str, dict[str, str]] = {}

@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for <profile>.json/.md/.png")
     parser.add_argument("--systems", default=None, help="comma-separated subset, e.g. ours-1w,null")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     profile = PROFILES[args.profile]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None

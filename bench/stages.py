@@ -21,12 +21,14 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.exceptions import ResponseError
 
 from app.kafka import reliable_producer
+from bench.frames import StreamReply
 
 CAP_HEADER = "capability"
 
@@ -49,7 +51,9 @@ async def null_bridge(redis_url: str, stream: str, group: str, bootstrap: str, t
     await producer.start()
     try:
         while True:
-            reply = await client.xreadgroup(group, "null-bridge", {stream: ">"}, count=batch, block=1000)
+            reply = cast(
+                StreamReply, await client.xreadgroup(group, "null-bridge", {stream: ">"}, count=batch, block=1000)
+            )
             if not reply:
                 continue
             ids = []
@@ -115,7 +119,7 @@ async def fanout(redis_url: str, stream: str, group: str, target: str, batch: in
     targets: dict[bytes, str] = {}
     try:
         while True:
-            reply = await client.xreadgroup(group, "fanout", {stream: ">"}, count=batch, block=1000)
+            reply = cast(StreamReply, await client.xreadgroup(group, "fanout", {stream: ">"}, count=batch, block=1000))
             if not reply:
                 continue
             pipe = client.pipeline(transaction=False)
@@ -126,7 +130,7 @@ async def fanout(redis_url: str, stream: str, group: str, target: str, batch: in
                     dest = targets.get(cap)
                     if dest is None:
                         dest = targets[cap] = target.format(cap=cap.decode())
-                    pipe.xadd(dest, fields)
+                    pipe.xadd(dest, fields)  # type: ignore[arg-type]
                     ids.append(entry_id)
             pipe.xack(stream, group, *ids)
             await pipe.execute()

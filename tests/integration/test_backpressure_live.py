@@ -32,7 +32,7 @@ CAP = "object_detection"
 @pytest.fixture
 def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     settings: Settings = make_settings(
-        heartbeat_interval=1.0,
+        heartbeat_interval=2.0,
         heartbeat_misses=3,
         stall_timeout=20.0,
         lag_sample_interval=0.5,

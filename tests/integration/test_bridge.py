@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,8 +23,10 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
+from app.devstack import free_port
 from app.settings import Settings
 from bridge.names import backpressure_key, bridge_state_key
 from bridge.service import Bridge
@@ -162,6 +165,10 @@ async def pending_of(redis: aioredis.Redis, settings: Settings, consumer: str) -
     return sum(c["pending"] for c in summary["consumers"] if c["name"].decode() == consumer)
 
 
+def frames_metric(outcome: str) -> float:
+    return REGISTRY.get_sample_value("frame_buffer_bridge_frames_total", {"outcome": outcome}) or 0.0
+
+
 def frame_ids(records: Records) -> Counter[str]:
     return Counter(json.loads(r.value)["frame_id"] for r in records if r.value is not None)
 
@@ -215,6 +222,7 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    before = {outcome: frames_metric(outcome) for outcome in ("mirrored", "dead_lettered")}
     bridge = Bridge(settings, consumer="solo", tracer=provider.get_tracer("test"))
     serving = asyncio.create_task(bridge.serve())
     try:
@@ -223,6 +231,8 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
         await bridge.close()
         await serving
     assert (bridge.mirrored_total, bridge.dead_lettered_total) == (len(expected_frames), len(expected_dead))
+    assert frames_metric("mirrored") - before["mirrored"] == len(expected_frames)
+    assert frames_metric("dead_lettered") - before["dead_lettered"] == len(expected_dead)
     assert await group_state(redis, settings) == (0, 0)
     assert (await redis.xpending(settings.capture_stream, settings.capture_group))["pending"] == 0
 
@@ -388,9 +398,12 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     make_settings: MakeSettings, redis_of: Callable[[Settings], aioredis.Redis], unique: str, tmp_path: Path
 ) -> None:
     name = f"graceful-{unique}"
-    settings = make_settings(bridge_batch_size=50, bridge_block_ms=50, bridge_consumer_name=name)
+    port = free_port()
+    settings = make_settings(
+        bridge_batch_size=50, bridge_block_ms=50, bridge_consumer_name=name, bridge_metrics_port=port
+    )
     redis = redis_of(settings)
-    total = 3000
+    total = 6000
     await xadd_all(redis, settings.capture_stream, [valid(f"cam-{n % 4}", n // 4, f"g-{n}") for n in range(total)])
     proc = spawn_bridge(settings, tmp_path / "bridge.log")
     try:
@@ -401,17 +414,22 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
             return state is not None and state[0] < total - 200
 
         await wait_until(started, 30, "the bridge to mirror")
+        url = f"http://127.0.0.1:{port}/metrics"
+        metrics_text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(proc.wait, 30)
     finally:
         reap(proc)
     assert rc == 0, (tmp_path / "bridge.log").read_text()[-3000:]
+    assert 'frame_buffer_bridge_frames_total{outcome="mirrored"}' in metrics_text
+    assert "frame_buffer_stream_backlog" in metrics_text
     state = await group_state(redis, settings)
     assert state is not None
     lag, pending = state
     assert pending == 0  # the batch in flight was finished and acknowledged
     assert await redis.get(bridge_state_key(settings.app_id, name)) is None
     delivered = total - lag
+    print(f"\nSIGTERM test: {delivered} of {total} entries mirrored before the bridge exited")
     captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= delivered)
     counts = frame_ids(captured)
     assert len(counts) == sum(counts.values()) == delivered

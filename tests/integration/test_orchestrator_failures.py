@@ -72,7 +72,7 @@ def make_frames(seed: int, prefix: str) -> list[FrameEvent]:
 @pytest.fixture
 def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     settings: Settings = make_settings(
-        heartbeat_interval=1.0,
+        heartbeat_interval=2.0,
         heartbeat_misses=3,
         stall_timeout=20.0,
         lag_sample_interval=0.5,
@@ -147,9 +147,15 @@ async def run_and_kill(cluster: Cluster, victim: str) -> None:
     got = Counter((r["frame_id"], r["capability"]) for r in results)
     missing = pairs - set(got)
     duplicates = {pair: n for pair, n in got.items() if n > 1}
-    assert not missing, f"{len(missing)} frame/capability pairs never processed, e.g. {sorted(missing)[:5]}\n" + (
-        cluster.logs()
-    )
+    if missing:
+        _, report = await http_json("GET", f"{url1}/api/v1/backpressure")
+        _, stats = await http_json("GET", f"{url1}/api/v1/frames/stats")
+        lost_letters = [d for d in letters if (d.get("frame_id"), d.get("capability")) in missing]
+        pytest.fail(
+            f"{len(missing)} frame/capability pairs never processed, e.g. {sorted(missing)[:5]}\n"
+            f"dead letters among them: {len(lost_letters)} {Counter(d['reason'] for d in lost_letters)}\n"
+            f"backpressure: {report}\nstats: {stats}\n{cluster.logs()}"
+        )
     assert set(got) == pairs, "results for pairs nobody asked for"
     assert not duplicates, f"{len(duplicates)} pairs processed more than once, e.g. {list(duplicates.items())[:5]}"
     for r in results:

@@ -1,0 +1,49 @@
+"""The benchmark harness runs end to end and writes its three files (tiny sizes, no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.devstack import DevStack
+
+pytestmark = pytest.mark.integration
+
+# Our pipeline plus one baseline of each exit kind: Kafka receivers (null) and Redis stream receivers (fan-out).
+SYSTEMS = "ours-1w,null,redis-fanout"
+
+
+def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
+    env = {**os.environ, **stack.env()}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--profile", "smoke", "--systems", SYSTEMS, "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    assert [s["key"] for s in results["systems"]] == SYSTEMS.split(",")
+    for system in results["systems"]:
+        assert system["ok"], system.get("error")
+        assert system["throughput"]["received"] == system["throughput"]["frames"]
+        assert [row["offered"] for row in system["latency"]] == [100.0, 400.0]
+        assert all(row["received"] > 0 and row["p99_ms"] is not None for row in system["latency"])
+    ours = results["systems"][0]
+    assert set(ours["peak_rss_mb"]) == {"worker-0", "bridge"}
+    assert all(mb and mb > 0 for mb in ours["peak_rss_mb"].values())
+    assert {r["mode"] for r in results["routing_cost"]} == {"stateless", "stateful"}
+    assert {t["target"] for t in results["targets"]} >= {"routing decision <= 50 µs", ">= 50% of the null pipeline"}
+
+    markdown = (tmp_path / "smoke.md").read_text()
+    for heading in ("## Targets", "## Throughput", "## Latency", "## Peak memory", "## Routing cost"):
+        assert heading in markdown
+    assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
