@@ -174,7 +174,7 @@ class FrameRouting:
             key=frame.camera_id.encode(), value=routed.model_dump_json().encode(), headers=headers
         )
         self.orch.tables.dedupe[dedupe_key(frame.frame_id, decision.capability)] = f"{pid}@{origin}"
-        self.router.record_sent(pid)
+        self.router.record_sent(pid, time.time())
         counters = self.orch.counters
         counters.routed += 1
         counters.routed_by_processor[pid] += 1

@@ -7,14 +7,17 @@ CRITICAL processor gets nothing while a peer has room; when every peer is CRITIC
 frame is held (HOLD) and the caller pauses or sheds, depending on its priority.
 
 Load = (last sampled lag + frames this router sent there since that sample) / capacity.
-The caller reports each send with `record_sent`, so routing between two lag samples does
-not herd onto the processor that looked emptiest at the last sample.
+The caller reports each send with `record_sent` and its time, so routing between two lag
+samples does not herd onto the processor that looked emptiest at the last sample; a new
+sample forgets only the sends it already counts (those before its time), since a sample
+reaches the router a second or so after it was taken.
 """
 
 from __future__ import annotations
 
 import random
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -122,6 +125,7 @@ class Router:
         "_pools_of",
         "_rings",
         "_rng",
+        "_sends",
         "_sent",
         "_views",
         "_vnode_hashes",
@@ -152,6 +156,7 @@ class Router:
         self._rng = rng or random.Random()
         self._views: dict[str, ProcessorView] = {}
         self._sent: dict[str, int] = {}
+        self._sends: dict[str, deque[float]] = {}
         self._pools: dict[str, _Pool] = {}
         self._pools_of: dict[str, tuple[_Pool, ...]] = {}
         self._any: _Pool | None = None
@@ -160,7 +165,7 @@ class Router:
 
     # --- view ---------------------------------------------------------------------------
     def update_view(self, processors: Iterable[ProcessorView]) -> None:
-        """Replace the view; restart the sent counters of processors with a new lag sample."""
+        """Replace the view; forget the sends that each processor's new lag sample counts."""
         old = self._views
         views: dict[str, ProcessorView] = {}
         for v in processors:
@@ -170,12 +175,19 @@ class Router:
                 raise ValueError(f"processor {v.id!r} has no capabilities")
             views[v.id] = v
         sent: dict[str, int] = {}
+        sends: dict[str, deque[float]] = {}
         for pid, v in views.items():
+            times = sends[pid] = self._sends.get(pid) or deque()
             prev = old.get(pid)
-            fresh = v.sampled_at is None or prev is None or prev.sampled_at != v.sampled_at
-            sent[pid] = 0 if fresh else self._sent.get(pid, 0)
+            if v.sampled_at is None:
+                times.clear()
+            elif prev is None or prev.sampled_at != v.sampled_at:
+                while times and times[0] < v.sampled_at:
+                    times.popleft()
+            sent[pid] = len(times)
         self._views = views
         self._sent = sent
+        self._sends = sends
         loads = {pid: (v.lag + sent[pid]) / v.capacity for pid, v in views.items()}
 
         by_cap: dict[str, list[ProcessorView]] = {}
@@ -226,12 +238,13 @@ class Router:
             self._vnode_hashes[processor_id] = hashes
         return hashes
 
-    def record_sent(self, processor_id: str) -> None:
-        """Count one frame sent to `processor_id` since its last lag sample (call once per SEND)."""
+    def record_sent(self, processor_id: str, at: float) -> None:
+        """Count one frame sent to `processor_id` at `at` (the lag samples' clock), once per SEND."""
         view = self._views.get(processor_id)
         if view is None:
             return
         self._sent[processor_id] += 1
+        self._sends[processor_id].append(at)
         step = 1.0 / view.capacity
         for pool in self._pools_of.get(processor_id, ()):
             pool.load_sum += step

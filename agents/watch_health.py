@@ -146,7 +146,8 @@ class HealthWatch:
             "status": status.value,
             "partitions": {str(p): v for p, v in (sample.per_partition if sample else {}).items()},
             "committed_total": sample.committed_total if sample else 0,
-            "sampled_at": now,
+            # The sample's own start: sends after it are not in this lag yet.
+            "sampled_at": sample.at if sample else now,
         }
         await self.orch.topics.load_reports.send(key=rec.id.encode(), value=json.dumps(report).encode())
 

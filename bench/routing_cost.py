@@ -65,7 +65,7 @@ def _run(router: Router, work: list[tuple[str, str]], affinity: dict[str, dict[s
         if decision.action is send:
             pid = decision.processor_id
             assert pid is not None
-            record_sent(pid)
+            record_sent(pid, 0.0)
             if decision.new_affinity:
                 affinity[cam] = {**current, cap: pid}
     return time.perf_counter_ns() - started
@@ -80,7 +80,7 @@ def _single_call_percentiles(router: Router, work: list[tuple[str, str]], affini
         t0 = clock()
         decision = router.route((cap,), cam, 1, current)[0]
         if decision.action is Action.SEND and decision.processor_id is not None:
-            router.record_sent(decision.processor_id)
+            router.record_sent(decision.processor_id, 0.0)
         samples.append(clock() - t0)
         if decision.new_affinity and decision.processor_id is not None:
             affinity[cam] = {**current, cap: decision.processor_id}

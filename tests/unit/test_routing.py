@@ -69,7 +69,7 @@ def send_many(r: Router, n: int, caps: tuple[str, ...] = ("detect",), record: bo
             assert d.action is Action.SEND and d.processor_id is not None
             counts[d.processor_id] += 1
             if record:
-                r.record_sent(d.processor_id)
+                r.record_sent(d.processor_id, float(i))
     return counts
 
 
@@ -157,19 +157,19 @@ def test_p2c_weighs_load_by_capacity() -> None:
     assert counts["big"] > 20 * counts["small"], counts
 
 
-def test_sent_counter_restarts_only_on_a_new_lag_sample() -> None:
+def test_a_new_lag_sample_forgets_only_the_sends_it_already_counts() -> None:
     r = router(pv("p", lag=10, sampled_at=1.0))
-    for _ in range(5):
-        r.record_sent("p")
-    assert r.load("p") == pytest.approx(0.15)
+    for at in (1.5, 1.6, 2.5):
+        r.record_sent("p", at)
+    assert r.load("p") == pytest.approx(0.13)
     r.update_view([pv("p", lag=10, sampled_at=1.0)])  # same sample: the sends still count
-    assert r.load("p") == pytest.approx(0.15)
-    r.update_view([pv("p", lag=14, sampled_at=2.0)])
-    assert r.load("p") == pytest.approx(0.14)
-    r.record_sent("p")
+    assert r.load("p") == pytest.approx(0.13)
+    # Taken at 2.0, the sample counts the two sends before it, not the one after.
+    r.update_view([pv("p", lag=12, sampled_at=2.0)])
+    assert r.load("p") == pytest.approx(0.13)
     r.update_view([pv("p", lag=14)])  # no sample stamp: every update is a new sample
     assert r.load("p") == pytest.approx(0.14)
-    r.record_sent("gone")  # a processor that left the view is ignored
+    r.record_sent("gone", 3.0)  # a processor that left the view is ignored
     with pytest.raises(KeyError):
         r.load("gone")
 
@@ -272,8 +272,8 @@ def test_affinity_moves_only_past_the_one_plus_eps_bound() -> None:
 def test_frames_sent_since_the_sample_count_towards_the_bound() -> None:
     r = router(*stateful(s0=81, s1=60, s2=60, s3=60))
     assert r.route(["detect"], "cam", 0, {"detect": "s0"})[0].reason == REASON_KEPT
-    for _ in range(3):
-        r.record_sent("s0")
+    for t in range(3):
+        r.record_sent("s0", float(t))
     assert r.route(["detect"], "cam", 0, {"detect": "s0"})[0].reason == REASON_MOVED_OVERLOADED
 
 
