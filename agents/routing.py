@@ -130,6 +130,7 @@ class Router:
         "_views",
         "_vnode_hashes",
         "affinity_epsilon",
+        "critical_utilisation",
         "default_capabilities",
         "overload_floor",
         "protected_priority",
@@ -142,6 +143,7 @@ class Router:
         affinity_epsilon: float = 0.25,
         protected_priority: int = 8,
         overload_floor: float = 0.5,
+        critical_utilisation: float = 0.95,
         rng: random.Random | None = None,
     ) -> None:
         """`overload_floor`: a camera is never moved off (or steered away from) a processor whose
@@ -153,6 +155,9 @@ class Router:
         self.affinity_epsilon = affinity_epsilon
         self.protected_priority = protected_priority
         self.overload_floor = overload_floor
+        # Levels arrive with lag samples, a second or so late; a burst in between must not
+        # overfill a processor, so this router's own sends are held to the same line.
+        self.critical_utilisation = critical_utilisation
         self._rng = rng or random.Random()
         self._views: dict[str, ProcessorView] = {}
         self._sent: dict[str, int] = {}
@@ -285,11 +290,38 @@ class Router:
             elif pool.all_critical:
                 decisions.append(Decision(cap, Action.HOLD, None, REASON_ALL_CRITICAL, protected=protected))
             elif pool.stateful:
-                decisions.append(self._route_affine(pool, cap, camera_id, affinity.get(cap), protected))
+                assigned = affinity.get(cap)
+                decisions.append(
+                    self._within_room(pool, self._route_affine(pool, cap, camera_id, assigned, protected), assigned)
+                )
             else:
                 pid, reason = self._two_choices(pool.views)
-                decisions.append(Decision(cap, Action.SEND, pid, reason, protected=protected))
+                decisions.append(self._within_room(pool, Decision(cap, Action.SEND, pid, reason, protected=protected)))
         return decisions
+
+    def _within_room(self, pool: _Pool, decision: Decision, assigned: str | None = None) -> Decision:
+        """The choice, unless sends since the last sample filled it: then the roomiest peer, or HOLD."""
+        pid = decision.processor_id
+        if pid is None or not self._filled_since_sample(pool.members[pid]):
+            return decision
+        roomy = [v for v in pool.views if not self._filled_since_sample(v)]
+        if not roomy:
+            return Decision(decision.capability, Action.HOLD, None, REASON_ALL_CRITICAL, protected=decision.protected)
+        roomiest = min(roomy, key=self._load_of)
+        return Decision(
+            decision.capability,
+            Action.SEND,
+            roomiest.id,
+            decision.reason,
+            new_affinity=pool.stateful and roomiest.id != assigned,
+            protected=decision.protected,
+        )
+
+    def _filled_since_sample(self, v: ProcessorView) -> bool:
+        """The sample left room, this router's sends since then took it. (A sample that was
+        already past the line is the level's business, with its hysteresis.)"""
+        line = self.critical_utilisation * v.capacity
+        return v.lag < line <= v.lag + self._sent[v.id]
 
     def _route_any(self, protected: bool) -> Decision:
         pool = self._any

@@ -96,6 +96,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
         default_capabilities=settings.default_capabilities,
         affinity_epsilon=settings.affinity_epsilon,
         protected_priority=settings.protected_priority,
+        critical_utilisation=settings.bp_critical,
     )
     routing = FrameRouting(orch, router)
 

@@ -53,10 +53,10 @@ PROFILES = {
     "quick": Profile(
         "quick",
         Plan(
-            throughput_frames=3_000,
+            throughput_frames=5_000,
             throughput_timeout=45,
             loads=[100.0, 1_000.0, 5_000.0],
-            load_seconds=2.0,
+            load_seconds=3.0,
             drain_seconds=8,
             warmup_timeout=60,
         ),

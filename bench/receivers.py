@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TagStats:
     latencies: list[float] = field(default_factory=list)
+    captured: list[float] = field(default_factory=list)
     first: float = 0.0
     last: float = 0.0
 
@@ -51,6 +52,7 @@ class Recorder:
         if stats is None:
             stats = self._tags[tag] = TagStats(first=received_at)
         stats.latencies.append(received_at - captured_at)
+        stats.captured.append(captured_at)
         stats.last = received_at
 
     def count(self, tag: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -57,6 +58,9 @@ def pv(
 
 
 def router(*views: ProcessorView, seed: int = 7, **kwargs: object) -> Router:
+    # Most tests send thousands of frames against one sample, far past any real burst:
+    # the line a router's own sends may not cross is tested on its own, below.
+    kwargs.setdefault("critical_utilisation", math.inf)
     r = Router(rng=random.Random(seed), **kwargs)  # type: ignore[arg-type]
     r.update_view(views)
     return r
@@ -394,3 +398,22 @@ def test_dedupe_window() -> None:
     assert not within_window(None, 100.0, 600)
     with pytest.raises(ValueError):
         within_window(1.0, 2.0, 0)
+
+
+def test_sends_since_the_sample_may_not_fill_a_processor_past_the_critical_line() -> None:
+    r = router(pv("a", lag=80, sampled_at=1.0), pv("b", lag=90, sampled_at=1.0), critical_utilisation=0.95)
+    counts = send_many(r, 20)
+    # a takes frames until lag+sent reaches 95, then b until it does: 15 + 5, then HOLD.
+    assert counts == {"a": 15, "b": 5}, counts
+    assert r.route(["detect"], "cam", 0, {})[0].action is Action.HOLD
+    r.update_view([pv("a", lag=10, sampled_at=2.0), pv("b", lag=90, sampled_at=2.0)])  # a drained
+    assert r.route(["detect"], "cam", 0, {})[0].processor_id == "a"
+
+
+def test_a_stateful_camera_leaves_a_processor_its_router_filled() -> None:
+    r = router(pv("s0", lag=94, stateful=True), pv("s1", lag=90, stateful=True), critical_utilisation=0.95)
+    first = r.route(["detect"], "cam", 0, {"detect": "s0"})[0]
+    assert (first.processor_id, first.new_affinity) == ("s0", False)
+    r.record_sent("s0", 5.0)
+    moved = r.route(["detect"], "cam", 0, {"detect": "s0"})[0]
+    assert (moved.action, moved.processor_id, moved.new_affinity) == (Action.SEND, "s1", True)
