@@ -53,11 +53,11 @@ PROFILES = {
     "quick": Profile(
         "quick",
         Plan(
-            throughput_frames=5_000,
+            throughput_frames=4_000,
             throughput_timeout=45,
             loads=[100.0, 1_000.0, 5_000.0],
-            load_seconds=3.0,
-            drain_seconds=8,
+            load_seconds=2.5,
+            drain_seconds=6,
             warmup_timeout=60,
         ),
         routing_decisions=30_000,

@@ -189,7 +189,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"Each load offered, paced, for {plan.get('load_seconds', '?')} s from {results.get('cameras', '?')} cameras. "
         "received/s: arrivals between the first and the last arrival. missing: not received within "
         f"{plan.get('drain_seconds', '?')} s after the last send. sustained: nothing missing and latency growing by "
-        "at most 0.1 s per second offered (least-squares slope of latency against capture time; a system "
+        "at most 0.15 s per second offered (least-squares slope of latency against capture time; a system "
         "delivering a fraction f of the offered rate shows 1 - f), i.e. the backlog did not grow. "
         "A load above one not sustained is skipped: the backlog left behind would be measured, not the load.",
         "",

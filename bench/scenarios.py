@@ -139,8 +139,9 @@ async def measure_throughput(system: System, count: int, limit: float) -> dict[s
     }
 
 
-# A system delivering less than 90% of the offered rate adds >= 0.1 s of backlog per second offered.
-MAX_LATENCY_GROWTH = 0.1
+# A system delivering less than 85% of the offered rate adds > 0.15 s of backlog per second offered.
+# (Not tighter: the slope of a short run of a jittery system has a standard error of a few 0.01.)
+MAX_LATENCY_GROWTH = 0.15
 
 
 def latency_growth(captured: list[float], latencies: list[float]) -> float | None:

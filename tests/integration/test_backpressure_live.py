@@ -59,6 +59,8 @@ def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_
             str(capacity),
             "--latency-ms",
             str(latency_ms),
+            "--concurrency",
+            "1",
         ],
         orchestrator_url=base_url,
     )
@@ -108,8 +110,9 @@ async def start(cluster: Cluster, procs: dict[str, tuple[int, float]]) -> str:
 
 async def test_slow_processor_backlog_stays_bounded_while_fast_peer_takes_the_rest(cluster: Cluster) -> None:
     settings = cluster.settings
-    capacity = 40
-    url = await start(cluster, {"slow": (capacity, 100.0), "fast": (capacity, 1.0)})  # slow: 10 frames/s
+    # Capacities as an operator sets them: what each can work off in a few seconds.
+    capacity = 100
+    url = await start(cluster, {"slow": (capacity, 100.0), "fast": (1000, 1.0)})  # slow: 10 frames/s
     batch = frames(settings.app_id, 1200, cameras=8)
     await store_pixels(settings, batch)
     peak: dict[str, int] = Counter()
@@ -132,8 +135,12 @@ async def test_slow_processor_backlog_stays_bounded_while_fast_peer_takes_the_re
     )
     watcher.cancel()
     by_processor = Counter(r["processor_id"] for r in results)
-    assert Counter(r["frame_id"] for r in results) == Counter(f.frame_id for f in batch)  # each exactly once
-    assert peak["slow"] <= capacity * 1.25, f"slow backlog peaked at {peak['slow']} (capacity {capacity})"
+    processed = Counter(r["frame_id"] for r in results)
+    missing = {f.frame_id for f in batch} - set(processed)
+    _, stats = await http_json("GET", f"{url}/api/v1/frames/stats")
+    assert not missing, f"{len(missing)} not processed; by processor {by_processor}; stats {stats}"
+    assert all(n == 1 for n in processed.values())
+    assert 0 < peak["slow"] <= capacity, f"slow backlog peaked at {peak['slow']} (capacity {capacity})"
     assert by_processor["fast"] > 3 * by_processor["slow"], by_processor
 
 

@@ -36,7 +36,9 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
         assert system["ok"], system.get("error")
         assert system["throughput"]["received"] == system["throughput"]["frames"]
         assert [row["offered"] for row in system["latency"]] == [100.0, 400.0]
-        assert all(row["received"] > 0 and row["p99_ms"] is not None for row in system["latency"])
+        # A step may be skipped when the one below was judged not sustained (tiny steps are noisy).
+        assert system["latency"][0]["received"] > 0
+        assert all("skipped" in row or row["p99_ms"] is not None for row in system["latency"])
     ours = results["systems"][0]
     assert set(ours["peak_rss_mb"]) == {"worker-0", "bridge"}
     assert all(mb and mb > 0 for mb in ours["peak_rss_mb"].values())
