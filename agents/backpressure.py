@@ -96,7 +96,7 @@ def router_level(
 ) -> Level:
     """The routing agents' own level from their commit lag on the captured topic.
 
-    `capacity` is the lag budget (e.g. worker_concurrency_batch x partitions); negative
+    `capacity` is the lag budget (e.g. router_lag_budget x partitions); negative
     per-partition lags are clamped to 0 before summing.
     """
     total = sum(max(0, lag) for lag in partition_lags.values())

@@ -156,7 +156,7 @@ class HealthWatch:
         partitions = sample.per_partition if sample else {}
         for partition, lag in partitions.items():
             ROUTER_LAG.labels(str(partition)).set(lag)
-        budget = s.worker_concurrency_batch * s.captured_partitions
+        budget = s.router_lag_budget * s.captured_partitions
         self.router_level = router_level(partitions, budget, self.thresholds, self.router_level)
         payload = {
             "level": self.router_level.name,

@@ -27,6 +27,7 @@ from app.logs import setup_logging
 from app.settings import Settings, load_settings
 from app.telemetry import setup_tracing
 from app.topics import define_topics
+from app.transport import app_with_fetch_wait
 from app.web import register_web
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 def faust_app(settings: Settings) -> faust.App:
     host = settings.web_advertised_host or socket.gethostname()
-    return faust.App(
+    app_class = app_with_fetch_wait(settings.consumer_fetch_max_wait_ms)
+    return app_class(
         settings.app_id,
         broker=settings.kafka_broker,
         store=settings.store,
@@ -58,7 +60,7 @@ def faust_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         processing_guarantee="at_least_once",
-        stream_buffer_maxsize=max(4096, settings.worker_concurrency_batch * 4),
+        stream_buffer_maxsize=4096,
         web_stats_enabled=False,
         web_graph_enabled=False,
     )

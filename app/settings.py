@@ -72,7 +72,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds without heartbeat before a worker is dropped from its group"
     )
     broker_heartbeat_interval: float = Field(3.0, gt=0, description="Seconds between consumer group heartbeats")
-    worker_concurrency_batch: int = Field(500, ge=1, le=100_000, description="Frames a routing agent takes per batch")
+    consumer_fetch_max_wait_ms: int = Field(
+        20, ge=1, le=30_000, description="Longest a Kafka fetch may wait for data (bounds per-hop latency)"
+    )
+    router_lag_budget: int = Field(
+        500, ge=1, le=100_000, description="Captured frames per partition the routers may lag before the bridge slows"
+    )
 
     # --- routing ------------------------------------------------------------------------
     default_capabilities: Annotated[list[str], NoDecode] = Field(

@@ -128,7 +128,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     ours_rate = _rate(by_key.get(OURS))
     machine = results.get("machine", {})
     lines = [
-        f"# Benchmark: profile `{results['profile']}`",
+        f"# Benchmark: profile `{results['profile']}`"
+        + (f" (`{results['name']}`)" if results.get("name", results["profile"]) != results["profile"] else ""),
         "",
         f"Run {results.get('started_at', '?')}, {results.get('wall_seconds', 0):.0f} s wall, on "
         f"{machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}, {machine.get('platform', '?')}; "
@@ -136,6 +137,11 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"{results.get('cameras', '?')} cameras, {len(results.get('capabilities', []))} processors "
         f"(one per capability: {', '.join(results.get('capabilities', []))}).",
         "",
+        *(
+            ["**The worker ran under pyinstrument in this run: its numbers include the profiler's overhead.**", ""]
+            if results.get("worker_profiled")
+            else []
+        ),
         f"![throughput and latency against offered load]({png_name})",
         "",
         "## Targets",
@@ -330,7 +336,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
 
 def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = results["profile"]
+    name = results.get("name") or results["profile"]
     results["targets"] = evaluate_targets(results)
     paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
     paths["json"].write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")

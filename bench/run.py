@@ -30,11 +30,28 @@ from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
 
 log = logging.getLogger("bench")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# Libraries on the worker's hot path, shown in the profile instead of being folded away.
+_PROFILED_LIBRARIES = r".*/(faust|mode|aiokafka|opentelemetry|pydantic|prometheus_client|rocksdict)/.*"
 
 
-def make_system(key: str, env: BenchEnv) -> System:
+def make_system(key: str, env: BenchEnv, worker_profile: Path | None = None) -> System:
     if key == OURS_1W:
-        return OurPipeline(env, workers=1)
+        ours = OurPipeline(env, workers=1)
+        if worker_profile is not None:
+            # pyinstrument writes its report when the worker exits on SIGTERM.
+            ours.worker_argv = [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "-r",
+                "text",
+                "-o",
+                str(worker_profile),
+                "-m",
+                "app.cli",
+                "worker",
+            ]
+        return ours
     if key == OURS_2W:
         return OurPipeline(env, workers=2)
     factories: dict[str, type[System]] = {
@@ -54,12 +71,17 @@ def measure_routing(profile: Profile) -> list[dict[str, Any]]:
         return [{"mode": "both", "error": f"{type(exc).__name__}: {exc}"}]
 
 
-async def run_profile(profile: Profile, out_dir: Path, systems: list[str] | None = None) -> dict[str, Any]:
+async def run_profile(
+    profile: Profile, out_dir: Path, systems: list[str] | None = None, profile_worker: bool = False
+) -> dict[str, Any]:
     started = time.monotonic()
+    # A subset or a profiled run never overwrites the results of a whole, unprofiled one.
+    name = profile.name + ("-subset" if systems else "") + ("-profiled" if profile_worker else "")
     log_dir = Path(tempfile.mkdtemp(prefix=f"frame-bench-{profile.name}-"))
     log.info("service logs in %s", log_dir)
     results: dict[str, Any] = {
         "profile": profile.name,
+        "name": name,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
@@ -81,13 +103,15 @@ async def run_profile(profile: Profile, out_dir: Path, systems: list[str] | None
             results["machine"].setdefault("redis", stack.redis_kind)
             assert stack.kafka_url and stack.redis_url
             env = BenchEnv(stack.kafka_url, stack.redis_url, log_dir, ns=f"b{uuid.uuid4().hex[:8]}")
-            system = make_system(key, env)
+            worker_profile = out_dir / f"{name}-worker-profile.txt" if profile_worker else None
+            system = make_system(key, env, worker_profile)
             result = await run_system(system, profile.plan_for(key))
         finally:
             await asyncio.to_thread(stack.stop)
         log.info("%s: %s", key, _summary(result))
         results["systems"].append(result)
     results["wall_seconds"] = time.monotonic() - started
+    results["worker_profiled"] = profile_worker
     results["log_dir"] = str(log_dir)
     paths = write_reports(results, out_dir)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
@@ -111,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for <profile>.json/.md/.png")
     parser.add_argument("--systems", default=None, help="comma-separated subset, e.g. ours-1w,null")
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="run the ours-1w worker under pyinstrument, report in <out>/<profile>-worker-profile.txt "
+        "(its numbers then include the profiler's overhead)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -119,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(systems or []) - set(profile.systems) - {OURS_2W})
     if unknown:
         parser.error(f"unknown systems: {', '.join(unknown)}")
-    results = asyncio.run(run_profile(profile, args.out, systems))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(run_profile(profile, args.out, systems, args.profile_worker))
     return 0 if all(s.get("ok") for s in results["systems"]) else 1
 
 

@@ -125,6 +125,7 @@ class FramePipeline:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=c.max_batch,
+            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
             session_timeout_ms=int(s.broker_session_timeout * 1000),
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),

@@ -30,7 +30,7 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    results = json.loads((tmp_path / "smoke.json").read_text())
+    results = json.loads((tmp_path / "smoke-subset.json").read_text())
     assert [s["key"] for s in results["systems"]] == SYSTEMS.split(",")
     for system in results["systems"]:
         assert system["ok"], system.get("error")
@@ -45,7 +45,7 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
     assert {r["mode"] for r in results["routing_cost"]} == {"stateless", "stateful"}
     assert {t["target"] for t in results["targets"]} >= {"routing decision <= 50 µs", ">= 50% of the null pipeline"}
 
-    markdown = (tmp_path / "smoke.md").read_text()
+    markdown = (tmp_path / "smoke-subset.md").read_text()
     for heading in ("## Targets", "## Throughput", "## Latency", "## Peak memory", "## Routing cost"):
         assert heading in markdown
-    assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "smoke-subset.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
