@@ -58,16 +58,7 @@ class DevError(RuntimeError):
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a child needs to run with exactly these settings (env var = field upper-cased)."""
-    env = dict(os.environ if base is None else base)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            env.pop(name.upper(), None)
-        elif isinstance(value, list):
-            env[name.upper()] = ",".join(str(v) for v in value)
-        else:
-            env[name.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return settings.as_env(base)
 
 
 def dev_settings(base: Settings, kafka_url: str, redis_url: str, data_dir: Path) -> Settings:

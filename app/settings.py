@@ -7,7 +7,9 @@ arguments. Every field is an environment variable of the same name in upper case
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -188,6 +190,19 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The broker list as aiokafka wants it: host:port,host:port."""
         return ",".join(p.strip().removeprefix("kafka://") for p in self.kafka_broker.split(","))
+
+    def as_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment a child process needs to run with exactly these settings."""
+        env = dict(os.environ if base is None else base)
+        for name, value in self.model_dump().items():
+            if value is None:
+                env.pop(name.upper(), None)
+            elif isinstance(value, list):
+                env[name.upper()] = ",".join(str(v) for v in value)
+            else:
+                env[name.upper()] = str(value)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
 
     def ready_topic(self, processor_id: str) -> str:
         return f"{self.ready_topic_prefix}{processor_id}"

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,15 +40,7 @@ class PipelineUnavailable(RuntimeError):
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a service needs to run with exactly these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            env.pop(name.upper(), None)
-        elif isinstance(value, list):
-            env[name.upper()] = ",".join(value)
-        else:
-            env[name.upper()] = str(value)
-    return env
+    return settings.as_env()
 
 
 def require_services() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -59,12 +58,4 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
 
 def env_of(settings: Settings) -> dict[str, str]:
     """The environment a subprocess needs to run with exactly these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            env.pop(name.upper(), None)
-        elif isinstance(value, list):
-            env[name.upper()] = ",".join(value)
-        else:
-            env[name.upper()] = str(value)
-    return env
+    return settings.as_env()

@@ -31,16 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def env_for(settings: Settings, **extra: Any) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in {**settings.model_dump(), **extra}.items():
-        if value is None:
-            env.pop(name.upper(), None)
-        elif isinstance(value, list):
-            env[name.upper()] = ",".join(value)
-        else:
-            env[name.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return settings.model_copy(update=extra).as_env()
 
 
 @dataclass
@@ -124,8 +115,8 @@ class Cluster:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], Any], within: float, interval: float = 0.25, what: str = "") -> Any:
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = predicate()
@@ -134,27 +125,27 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, interval: flo
         if last:
             return last
         await asyncio.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+    raise TimeoutError(f"timed out after {within:.0f} s waiting for {what or predicate}")
 
 
-async def http_json(method: str, url: str, body: Any = None, timeout: float = 20) -> tuple[int, Any]:
+async def http_json(method: str, url: str, body: Any = None, within: float = 20) -> tuple[int, Any]:
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp,
+        session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=within)) as resp,
     ):
         text = await resp.text()
         return resp.status, (json.loads(text) if text else None)
 
 
-async def wait_ready(base_url: str, timeout: float = 90) -> None:
+async def wait_ready(base_url: str, within: float = 90) -> None:
     async def ready() -> bool:
         try:
-            status, _ = await http_json("GET", f"{base_url}/health", timeout=3)
+            status, _ = await http_json("GET", f"{base_url}/health", within=3)
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
         return status == 200
 
-    await wait_until(ready, timeout, interval=0.5, what=f"{base_url}/health")
+    await wait_until(ready, within, interval=0.5, what=f"{base_url}/health")
 
 
 async def produce_frames(settings: Settings, frames: Iterable[FrameEvent]) -> int:

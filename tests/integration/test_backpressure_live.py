@@ -95,7 +95,7 @@ async def paced(settings: Settings, batch: list[FrameEvent], rate: float) -> Non
 
 
 async def start(cluster: Cluster, procs: dict[str, tuple[int, float]]) -> str:
-    worker, url = cluster.worker("worker-1")
+    _, url = cluster.worker("worker-1")
     await wait_ready(url)
     for pid, (capacity, latency) in procs.items():
         processor(cluster, url, pid, capacity, latency)

@@ -112,7 +112,7 @@ def expected_pairs(frames: list[FrameEvent]) -> tuple[set[tuple[str, str]], set[
 
 async def run_and_kill(cluster: Cluster, victim: str) -> None:
     settings = cluster.settings
-    w1, url1 = cluster.worker("worker-1")
+    _, url1 = cluster.worker("worker-1")
     w2, url2 = cluster.worker("worker-2")
     await asyncio.gather(wait_ready(url1), wait_ready(url2))
     procs = start_processors(cluster, url1)

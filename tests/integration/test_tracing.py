@@ -47,13 +47,13 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     yield memory
 
 
-async def first_record(settings: Settings, topic: str, timeout: float = 30) -> Any:
+async def first_record(settings: Settings, topic: str, within: float = 30) -> Any:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        return await asyncio.wait_for(consumer.getone(), timeout)
+        return await asyncio.wait_for(consumer.getone(), within)
     finally:
         await consumer.stop()
 
