@@ -137,8 +137,12 @@ async def http_json(method: str, url: str, body: Any = None, within: float = 20)
         return resp.status, (json.loads(text) if text else None)
 
 
-async def wait_ready(base_url: str, within: float = 90) -> None:
+async def wait_ready(base_url: str, within: float = 90, proc: Proc | None = None) -> None:
+    """Until GET /health answers 200; fails at once if ``proc`` (the worker) has died."""
+
     async def ready() -> bool:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode if proc.popen else None}:\n{proc.tail()}")
         try:
             status, _ = await http_json("GET", f"{base_url}/health", within=3)
         except (aiohttp.ClientError, TimeoutError, OSError):

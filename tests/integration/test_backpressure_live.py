@@ -95,8 +95,8 @@ async def paced(settings: Settings, batch: list[FrameEvent], rate: float) -> Non
 
 
 async def start(cluster: Cluster, procs: dict[str, tuple[int, float]]) -> str:
-    _, url = cluster.worker("worker-1")
-    await wait_ready(url)
+    worker, url = cluster.worker("worker-1")
+    await wait_ready(url, proc=worker)
     for pid, (capacity, latency) in procs.items():
         processor(cluster, url, pid, capacity, latency)
 

@@ -112,9 +112,9 @@ def expected_pairs(frames: list[FrameEvent]) -> tuple[set[tuple[str, str]], set[
 
 async def run_and_kill(cluster: Cluster, victim: str) -> None:
     settings = cluster.settings
-    _, url1 = cluster.worker("worker-1")
+    w1, url1 = cluster.worker("worker-1")
     w2, url2 = cluster.worker("worker-2")
-    await asyncio.gather(wait_ready(url1), wait_ready(url2))
+    await asyncio.gather(wait_ready(url1, proc=w1), wait_ready(url2, proc=w2))
     procs = start_processors(cluster, url1)
     await wait_until(lambda: registered(url2), 60, what="3 processors registered over REST")
 

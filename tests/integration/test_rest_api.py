@@ -18,9 +18,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def worker_url(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
     cluster = Cluster(make_settings(heartbeat_interval=1.0), tmp_path / "logs")
-    _, url = cluster.worker("worker-1")
+    worker, url = cluster.worker("worker-1")
     try:
-        await wait_ready(url)
+        await wait_ready(url, proc=worker)
         yield cluster, url
     finally:
         cluster.close()
