@@ -142,7 +142,9 @@ async def wait_ready(base_url: str, within: float = 90, proc: Proc | None = None
 
     async def ready() -> bool:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode if proc.popen else None}:\n{proc.tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode if proc.popen else None}:\n{proc.tail()}"
+            )
         try:
             status, _ = await http_json("GET", f"{base_url}/health", within=3)
         except (aiohttp.ClientError, TimeoutError, OSError):
