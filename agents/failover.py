@@ -32,6 +32,17 @@ class Failover:
     def __init__(self, orch: Orchestrator) -> None:
         self.orch = orch
         self._running: dict[str, asyncio.Task[int]] = {}
+        # Where re-sending got to, per processor: a broker may refuse the offset commit
+        # while the dead group lingers, and the next attempt must not re-send it all.
+        self._moved_to: dict[str, dict[TopicPartition, int]] = {}
+
+    def has_unmoved(self, record: ProcessorRecord, end: dict[int, int], committed: dict[int, int]) -> bool:
+        """Frames past both the committed offsets and what was already re-sent."""
+        moved = self._moved_to.get(record.id, {})
+        return any(
+            offset > max(committed.get(p, 0), moved.get(TopicPartition(record.topic, p), 0))
+            for p, offset in end.items()
+        )
 
     def start(self, record: ProcessorRecord, reason: str) -> None:
         task = self._running.get(record.id)
@@ -48,7 +59,7 @@ class Failover:
 
     async def _run(self, record: ProcessorRecord, reason: str) -> int:
         try:
-            moved = await reroute_backlog(self.orch, record)
+            moved = await reroute_backlog(self.orch, record, self._moved_to.setdefault(record.id, {}))
         except Exception as exc:  # retried on the next health tick while the backlog remains
             log.warning("failover of %s failed, will retry: %r", record.id, exc)
             return 0
@@ -57,8 +68,12 @@ class Failover:
         return moved
 
 
-async def reroute_backlog(orch: Orchestrator, record: ProcessorRecord) -> int:
-    """Re-send every frame past the group's committed offsets; then commit past them."""
+async def reroute_backlog(
+    orch: Orchestrator, record: ProcessorRecord, moved_to: dict[TopicPartition, int] | None = None
+) -> int:
+    """Re-send every frame past the group's committed offsets (and past ``moved_to``, what an
+    earlier attempt re-sent); then commit past them. ``moved_to`` is updated in place."""
+    moved_to = {} if moved_to is None else moved_to
     bootstrap = orch.settings.bootstrap_servers
     # group_id is set so commit() writes that group's offsets; assign() (no subscribe)
     # means this consumer never joins the group and never takes partitions from replicas.
@@ -81,11 +96,11 @@ async def reroute_backlog(orch: Orchestrator, record: ProcessorRecord) -> int:
             return 0
         consumer.assign(tps)
         for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
+            start = max(await consumer.committed(tp) or 0, moved_to.get(tp, 0))
+            if start:
+                consumer.seek(tp, start)
             else:
-                consumer.seek(tp, committed)
+                await consumer.seek_to_beginning(tp)
         moved = 0
         ends: dict[TopicPartition, int] = {}
         pending: list[asyncio.Future[object]] = []
@@ -107,6 +122,8 @@ async def reroute_backlog(orch: Orchestrator, record: ProcessorRecord) -> int:
                 break
         if pending:
             await asyncio.gather(*pending)
+        moved_to.update(ends)
+        ends = {tp: offset for tp, offset in moved_to.items() if tp in set(tps)}
         if ends:
             try:
                 await consumer.commit(ends)

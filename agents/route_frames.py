@@ -61,9 +61,10 @@ class FrameRouting:
         for decision in decisions:
             if self._is_duplicate(frame, decision.capability, rerouted_from, origin):
                 continue
-            while decision.action is Action.HOLD and frame.priority >= self.protected_priority:
-                # Protected frames are never shed: this agent stops here, so Kafka holds
-                # the partition's later frames until the capability has room again.
+            while decision.action is Action.HOLD and (frame.priority >= self.protected_priority or rerouted_from):
+                # Protected frames are never shed, nor are frames moved off a failed
+                # processor (they have waited already): this agent stops here, so Kafka
+                # holds the partition's later frames until the capability has room again.
                 await asyncio.sleep(HOLD_POLL_SECONDS)
                 decision = self.router.route([decision.capability], frame.camera_id, frame.priority, affinity)[0]
             if decision.action is Action.HOLD:

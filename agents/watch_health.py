@@ -90,7 +90,12 @@ class HealthWatch:
             status = self.health.status(pid)
             if status in (ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED):
                 sample = samples.get(pid)
-                if sample is not None and sample.total > 0 and self._peers_for_all(rec):
+                if (
+                    sample is not None
+                    and sample.total > 0
+                    and self.failover.has_unmoved(rec, sample.end, sample.committed)
+                    and self._peers_for_all(rec)
+                ):
                     self.failover.start(rec, reason=status.value)
 
     def _may_judge(self, records: dict[str, ProcessorRecord], now: float) -> bool:

@@ -30,8 +30,6 @@ from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
 
 log = logging.getLogger("bench")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-# Libraries on the worker's hot path, shown in the profile instead of being folded away.
-_PROFILED_LIBRARIES = r".*/(faust|mode|aiokafka|opentelemetry|pydantic|prometheus_client|rocksdict)/.*"
 
 
 def make_system(key: str, env: BenchEnv, worker_profile: Path | None = None) -> System:

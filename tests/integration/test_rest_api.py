@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agents.worker_timers import VIEW_REFRESH_SECONDS
 from app.kafka import ensure_topics
 from tests.integration.cluster import Cluster, http_json, produce_frames, read_topic, wait_ready, wait_until
 
@@ -113,6 +115,8 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
         {"id": "tracker", "capabilities": ["tracking"], "stateful": True, "partitions": 2},
     )
     assert status == 201
+    # Each worker's router re-reads the registry every VIEW_REFRESH_SECONDS.
+    await asyncio.sleep(2 * VIEW_REFRESH_SECONDS)
     frames = [
         FrameEvent(frame_id=f"c{i}", camera_id="cam-7", captured_at=datetime.now(UTC), capabilities=["tracking"])
         for i in range(5)
