@@ -280,7 +280,7 @@ _STYLE = {
 
 def render_plot(results: dict[str, Any], path: Path) -> None:
     systems = [s for s in _systems(results) if s.get("ok")]
-    fig, (ax_rate, ax_lat, ax_max) = plt.subplots(1, 3, figsize=(17, 5.2))
+    fig, (ax_rate, ax_lat, ax_max) = plt.subplots(1, 3, figsize=(17, 6.4))
     offered_all: list[float] = []
     for s in systems:
         rows = [r for r in s.get("latency", []) if r.get("received")]
@@ -311,12 +311,12 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     ax_rate.set_ylabel("received (frames/s)")
     ax_rate.set_title("Throughput against offered load")
     if ax_rate.get_legend_handles_labels()[0]:
-        ax_rate.legend(fontsize=8)
+        ax_rate.legend(fontsize=8, loc="best")
     ax_lat.set_ylabel("latency captured -> receipt (ms)")
     ax_lat.set_title("Latency p50 (dotted) / p99 (solid)")
     ax_lat.axhline(25, color="black", linewidth=0.8, linestyle="--")
     if ax_lat.get_legend_handles_labels()[0]:
-        ax_lat.legend(fontsize=7, ncol=2)
+        ax_lat.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 
     bars = [(s["key"], _rate(s)) for s in systems if _rate(s) is not None]
     ax_max.barh(
