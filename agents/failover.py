@@ -13,8 +13,10 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, for_code
+from aiokafka.protocol.commit import OffsetCommitRequest
 from pydantic import ValidationError
 
 from app.context import Orchestrator
@@ -35,9 +37,12 @@ class Failover:
         # Where re-sending got to, per processor: a broker may refuse the offset commit
         # while the dead group lingers, and the next attempt must not re-send it all.
         self._moved_to: dict[str, dict[TopicPartition, int]] = {}
+        self._uncommitted: set[str] = set()
 
-    def has_unmoved(self, record: ProcessorRecord, end: dict[int, int], committed: dict[int, int]) -> bool:
-        """Frames past both the committed offsets and what was already re-sent."""
+    def has_work(self, record: ProcessorRecord, end: dict[int, int], committed: dict[int, int]) -> bool:
+        """Frames past both the committed offsets and what was already re-sent, or a commit to retry."""
+        if record.id in self._uncommitted:
+            return True
         moved = self._moved_to.get(record.id, {})
         return any(
             offset > max(committed.get(p, 0), moved.get(TopicPartition(record.topic, p), 0))
@@ -59,10 +64,14 @@ class Failover:
 
     async def _run(self, record: ProcessorRecord, reason: str) -> int:
         try:
-            moved = await reroute_backlog(self.orch, record, self._moved_to.setdefault(record.id, {}))
+            moved, committed = await reroute_backlog(self.orch, record, self._moved_to.setdefault(record.id, {}))
         except Exception as exc:  # retried on the next health tick while the backlog remains
             log.warning("failover of %s failed, will retry: %r", record.id, exc)
             return 0
+        if committed:
+            self._uncommitted.discard(record.id)
+        else:
+            self._uncommitted.add(record.id)
         if moved:
             log.warning("failover: re-routed %d frames away from %s (%s)", moved, record.id, reason)
         return moved
@@ -70,33 +79,36 @@ class Failover:
 
 async def reroute_backlog(
     orch: Orchestrator, record: ProcessorRecord, moved_to: dict[TopicPartition, int] | None = None
-) -> int:
+) -> tuple[int, bool]:
     """Re-send every frame past the group's committed offsets (and past ``moved_to``, what an
-    earlier attempt re-sent); then commit past them. ``moved_to`` is updated in place."""
+    earlier attempt re-sent); then commit past them. ``moved_to`` is updated in place.
+    Returns how many were re-sent, and whether the group's offsets now stand past them."""
     moved_to = {} if moved_to is None else moved_to
     bootstrap = orch.settings.bootstrap_servers
-    # group_id is set so commit() writes that group's offsets; assign() (no subscribe)
-    # means this consumer never joins the group and never takes partitions from replicas.
+    # No group: reading the backlog must never join processor.<id> and take partitions from
+    # a replica that is alive but slow. Offsets are read and written through the admin API.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=record.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover")
+    producer: AIOKafkaProducer | None = None  # only when there is something to re-send
     await consumer.start()
     try:
-        producer = await start_reliable_producer(bootstrap, client_id=f"{orch.settings.app_id}-failover")
+        await admin.start()
     except BaseException:
         await consumer.stop()
+        await admin.close()
         raise
     try:
         partitions = consumer.partitions_for_topic(record.topic) or set()
         tps = [TopicPartition(record.topic, p) for p in sorted(partitions)]
         if not tps:
-            return 0
+            return 0, True
         consumer.assign(tps)
+        committed = await admin.list_consumer_group_offsets(record.consumer_group, partitions=tps)
         for tp in tps:
-            start = max(await consumer.committed(tp) or 0, moved_to.get(tp, 0))
+            meta = committed.get(tp)
+            start = max(meta.offset if meta is not None and meta.offset >= 0 else 0, moved_to.get(tp, 0))
             if start:
                 consumer.seek(tp, start)
             else:
@@ -108,6 +120,8 @@ async def reroute_backlog(
             batch = await consumer.getmany(*tps, timeout_ms=FETCH_TIMEOUT_MS, max_records=1000)
             for tp, messages in batch.items():
                 for msg in messages:
+                    if producer is None:
+                        producer = await start_reliable_producer(bootstrap, f"{orch.settings.app_id}-failover")
                     pending.append(
                         await producer.send(
                             orch.settings.captured_topic,
@@ -124,19 +138,41 @@ async def reroute_backlog(
             await asyncio.gather(*pending)
         moved_to.update(ends)
         ends = {tp: offset for tp, offset in moved_to.items() if tp in set(tps)}
-        if ends:
-            try:
-                await consumer.commit(ends)
-            except KafkaError as exc:
-                # Members of the dead group have not timed out yet; the next tick retries
-                # and dedupe drops the pairs already moved.
-                log.info("failover commit for %s deferred: %r", record.consumer_group, exc)
+        refused = await commit_as_admin(admin, record.consumer_group, ends) if ends else ""
+        if refused:
+            # A group with live (or not yet expired) members refuses an outside commit; the
+            # moved frames are remembered above, and the SDK skips pairs a peer finished.
+            log.info("failover commit for %s deferred: %s", record.consumer_group, refused)
         if moved:
             FRAMES_REROUTED.labels(record.id).inc(moved)
-        return moved
+        return moved, not refused
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
         await consumer.stop()
+        await admin.close()
+
+
+async def commit_as_admin(admin: AIOKafkaAdminClient, group: str, offsets: dict[TopicPartition, int]) -> str:
+    """Commit ``offsets`` for ``group`` as no member (generation -1), as Kafka's tools do.
+    Returns "" on success, else the refusal."""
+    by_topic: dict[str, list[tuple[int, int, str]]] = {}
+    for tp, offset in sorted(offsets.items()):
+        by_topic.setdefault(tp.topic, []).append((tp.partition, offset, ""))
+    request = OffsetCommitRequest(
+        group,
+        OffsetCommitRequest.DEFAULT_GENERATION_ID,
+        "",
+        OffsetCommitRequest.DEFAULT_RETENTION_TIME,
+        list(by_topic.items()),
+    )
+    try:
+        node = await admin.find_coordinator(group)
+        response = await admin._send_request_to_node(node, request)
+    except KafkaError as exc:
+        return repr(exc)
+    errors = {code for _, parts in response.topics for _, code in parts if code}
+    return ", ".join(str(for_code(code).__name__) for code in sorted(errors))
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:

@@ -93,7 +93,7 @@ class HealthWatch:
                 if (
                     sample is not None
                     and sample.total > 0
-                    and self.failover.has_unmoved(rec, sample.end, sample.committed)
+                    and self.failover.has_work(rec, sample.end, sample.committed)
                     and self._peers_for_all(rec)
                 ):
                     self.failover.start(rec, reason=status.value)
