@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from app.telemetry import context_from_headers, context_from_traceparent, header
 log = logging.getLogger(__name__)
 _TRACER = tracer("frame_buffer.router")
 HOLD_POLL_SECONDS = 0.2
+REFRESH_ON_MISS_SECONDS = 0.1
 
 
 def dedupe_key(frame_id: str, capability: str) -> str:
@@ -39,10 +41,14 @@ def waiting_key(camera_id: str, capability: str) -> str:
 class FrameRouting:
     """Applies routing decisions for one worker. Called only from inside agent streams."""
 
-    def __init__(self, orch: Orchestrator, router: Router) -> None:
+    def __init__(self, orch: Orchestrator, router: Router, refresh_view: Callable[[], None] | None = None) -> None:
         self.orch = orch
         self.router = router
         self.protected_priority = orch.settings.protected_priority
+        # Re-reads the registry into the router; used before dead-lettering a frame for want
+        # of a processor that may have registered since the last periodic refresh.
+        self._refresh_view = refresh_view
+        self._refreshed_at = float("-inf")
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
@@ -57,6 +63,8 @@ class FrameRouting:
         origin = _origin(event)
         affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
         decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
+        if any(d.action is Action.DEAD_LETTER for d in decisions) and self._refreshed_view():
+            decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
         affinity_changed = False
         for decision in decisions:
             if self._is_duplicate(frame, decision.capability, rerouted_from, origin):
@@ -117,6 +125,16 @@ class FrameRouting:
             await asyncio.sleep(HOLD_POLL_SECONDS)
 
     # --- steps ------------------------------------------------------------------------------
+    def _refreshed_view(self) -> bool:
+        """Refresh the view now, at most every REFRESH_ON_MISS_SECONDS (a stream of frames for a
+        capability nobody offers must not rebuild it per frame). True when it did."""
+        now = time.monotonic()
+        if self._refresh_view is None or now - self._refreshed_at < REFRESH_ON_MISS_SECONDS:
+            return False
+        self._refreshed_at = now
+        self._refresh_view()
+        return True
+
     async def _parse(self, value: bytes, key: Any) -> FrameEvent | None:
         try:
             return FrameEvent.model_validate_json(value)

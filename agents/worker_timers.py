@@ -57,13 +57,17 @@ def _status(rec: ProcessorRecord, report: dict[str, Any]) -> ProcessorStatus:
     return ProcessorStatus(report["status"])
 
 
+def refresh_view(orch: Orchestrator, router: Router) -> None:
+    """The router's view rebuilt from this worker's copy of the registry and load tables."""
+    router.update_view(build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items())))
+
+
 def register_worker_timers(orch: Orchestrator, router: Router) -> None:
     app = orch.app
 
     @app.timer(VIEW_REFRESH_SECONDS, name="refresh_routes")
     async def refresh_routes() -> None:
-        views = build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items()))
-        router.update_view(views)
+        refresh_view(orch, router)
 
     @app.timer(STATS_SECONDS, name="publish_stats")
     async def publish_stats() -> None:

@@ -72,6 +72,7 @@ def dev_settings(base: Settings, kafka_url: str, redis_url: str, data_dir: Path)
         broker_rebalance_timeout=2.0,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
+        recovery_consistency_check=False,
         web_host="127.0.0.1",
         web_advertised_host="127.0.0.1",
     )

@@ -20,7 +20,7 @@ from agents.folds import register_folds
 from agents.route_frames import FrameRouting
 from agents.routing import Router
 from agents.watch_health import register_watch_health
-from agents.worker_timers import register_worker_timers
+from agents.worker_timers import refresh_view, register_worker_timers
 from app.context import Orchestrator, Tables
 from app.kafka import ensure_topics
 from app.logs import setup_logging
@@ -62,6 +62,9 @@ def faust_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         stream_buffer_maxsize=4096,
         web_stats_enabled=False,
+        # Tansu reports a changelog's end too low (ListOffsets), which this check takes for
+        # lost data; the dev stack and the tests turn it off there.
+        recovery_consistency_check=settings.recovery_consistency_check,
         web_graph_enabled=False,
     )
 
@@ -100,7 +103,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
         protected_priority=settings.protected_priority,
         critical_utilisation=settings.bp_critical,
     )
-    routing = FrameRouting(orch, router)
+    routing = FrameRouting(orch, router, lambda: refresh_view(orch, router))
 
     @app.agent(topics.captured, name="route_frames")
     async def route_frames(stream: faust.StreamT[bytes]) -> None:

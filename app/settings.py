@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         20, ge=1, le=30_000, description="Longest a Kafka fetch may wait for data (bounds per-hop latency)"
     )
+    recovery_consistency_check: bool = Field(
+        True, description="Refuse to start when a table's stored offset is past its changelog's end (off on Tansu)"
+    )
     router_lag_budget: int = Field(
         500, ge=1, le=100_000, description="Captured frames per partition the routers may lag before the bridge slows"
     )

@@ -88,6 +88,7 @@ class OurPipeline(System):
                     "broker_rebalance_timeout": 2.0,
                     "broker_session_timeout": 6.0,
                     "broker_heartbeat_interval": 1.0,
+                    "recovery_consistency_check": False,
                     "bridge_metrics_port": 0,
                     "bridge_consumer_name": f"bench-bridge-{env.ns}",
                     "log_level": "warn",

@@ -47,6 +47,7 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
             "broker_rebalance_timeout": 2.0,
             "broker_session_timeout": 6.0,
             "broker_heartbeat_interval": 1.0,
+            "recovery_consistency_check": stack.kafka_kind != "tansu",
             "bridge_metrics_port": 0,
             "web_port": free_port(),
         }
