@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,25 @@ async def produce_frames(settings: Settings, frames: Iterable[FrameEvent]) -> in
         return len(futures)
     finally:
         await producer.stop()
+
+
+def small_frame(
+    frame_id: str, camera_id: str, sequence: int, frame_key: str, capabilities: list[str], priority: int = 0
+) -> FrameEvent:
+    """An 8x8 gray8 frame whose pixels ``store_pixels`` puts under ``frame_key``."""
+    return FrameEvent(
+        frame_id=frame_id,
+        camera_id=camera_id,
+        captured_at=datetime.now(UTC),
+        sequence=sequence,
+        width=8,
+        height=8,
+        format="gray8",
+        size_bytes=64,
+        frame_key=frame_key,
+        capabilities=capabilities,
+        priority=priority,
+    )
 
 
 async def store_pixels(settings: Settings, frames: Iterable[FrameEvent], ttl: int = 600) -> None:

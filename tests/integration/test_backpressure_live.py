@@ -6,7 +6,6 @@ import asyncio
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.integration.cluster import (
     http_json,
     produce_frames,
     read_topic,
+    small_frame,
     store_pixels,
     wait_ready,
     wait_until,
@@ -67,18 +67,13 @@ def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_
 
 
 def frames(prefix: str, count: int, cameras: int, protected_every: int = 0) -> list[FrameEvent]:
-    now = datetime.now(UTC)
     return [
-        FrameEvent(
-            frame_id=f"{prefix}-{i:05d}",
-            camera_id=f"cam-{i % cameras:02d}",
-            captured_at=now,
-            sequence=i // cameras,
-            width=8,
-            height=8,
-            format="gray8",
-            frame_key=f"{prefix}:px:{i}",
-            capabilities=[CAP],
+        small_frame(
+            f"{prefix}-{i:05d}",
+            f"cam-{i % cameras:02d}",
+            i // cameras,
+            f"{prefix}:px:{i}",
+            [CAP],
             priority=9 if protected_every and i % protected_every == 0 else 0,
         )
         for i in range(count)

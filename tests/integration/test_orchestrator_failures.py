@@ -11,7 +11,6 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.integration.cluster import (
     http_json,
     produce_frames,
     read_topic,
+    small_frame,
     store_pixels,
     wait_ready,
     wait_until,
@@ -52,18 +52,13 @@ OWNER = {cap: pid for pid, (cap, _, _) in PROCESSORS.items()}
 
 def make_frames(seed: int, prefix: str) -> list[FrameEvent]:
     rng = random.Random(seed)
-    now = datetime.now(UTC)
     return [
-        FrameEvent(
-            frame_id=f"f{seed}-{i:05d}",
-            camera_id=f"cam-{i % CAMERAS:02d}",
-            captured_at=now,
-            sequence=i // CAMERAS,
-            width=8,
-            height=8,
-            format="gray8",
-            frame_key=f"{prefix}:px:{i}",
-            capabilities=rng.choice(CAPABILITY_MIX),
+        small_frame(
+            f"f{seed}-{i:05d}",
+            f"cam-{i % CAMERAS:02d}",
+            i // CAMERAS,
+            f"{prefix}:px:{i}",
+            rng.choice(CAPABILITY_MIX),
         )
         for i in range(FRAMES)
     ]
