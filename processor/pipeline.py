@@ -97,6 +97,9 @@ class FramePipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pixels = PixelStore.from_url(settings.redis_url)
+        # Results and dead letters of a batch leave only once the whole batch is processed:
+        # a replica killed mid-batch then has published nothing its successor will redo.
+        self._outbox: list[tuple[str, bytes, bytes, list[tuple[str, bytes]], asyncio.Future[Any]]] = []
         self._done = DoneMarkers.from_url(
             settings.redis_url, settings.results_topic, int(settings.dedupe_window_seconds)
         )
@@ -218,6 +221,7 @@ class FramePipeline:
             pixels = await self._pixels.load_many([routed.frame_key for _, routed in frames])
         except (RedisError, OSError) as exc:
             log.error("loading pixels failed (%r); re-processing the batch", exc)
+            self._discard_outbox()
             await self._rewind(consumer, batch, owned, acks)
             return
         ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]] = []
@@ -230,6 +234,7 @@ class FramePipeline:
                 ready.append((record, Frame(routed, data, record.partition, record.offset)))
 
         acks.extend(await self._process_all(ready))
+        await self._flush_outbox()
         try:
             await asyncio.gather(*acks)
         except KafkaError as exc:
@@ -243,6 +248,29 @@ class FramePipeline:
             # nothing is lost by committing, so the batch is not processed again here.
             log.warning("could not mark %d frame(s) done: %r", len(done_keys), exc)
         await self._commit(consumer, records)
+
+    def _defer(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> asyncio.Future[Any]:
+        """A record for the outbox; the future resolves with its broker acknowledgement."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._outbox.append((topic, key, value, headers, future))
+        return future
+
+    async def _flush_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        producer = self._require_producer()
+        for topic, key, value, headers, future in outbox:
+            try:
+                ack = await producer.send(topic, key=key, value=value, headers=headers)
+            except Exception as exc:
+                future.set_exception(exc)
+                continue
+            ack.add_done_callback(lambda done, target=future: _settle(target, done))
+
+    def _discard_outbox(self) -> None:
+        """The batch will be processed again: what it would have published is dropped."""
+        outbox, self._outbox = self._outbox, []
+        for *_, future in outbox:
+            future.cancel()
 
     async def _rewind(
         self,
@@ -337,12 +365,7 @@ class FramePipeline:
                 ).model_dump_json()
             except (TypeError, ValueError, PydanticSerializationError) as exc:
                 return await self._dead_letter("invalid_result", f"{type(exc).__name__}: {exc}", frame.routed)
-            ack: asyncio.Future[Any] = await self._require_producer().send(
-                self.settings.results_topic,
-                key=frame.camera_id.encode(),
-                value=value.encode(),
-                headers=headers_for(),
-            )
+            ack = self._defer(self.settings.results_topic, frame.camera_id.encode(), value.encode(), headers_for())
         self._end_to_end_seconds.observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
         self._processed_ok.inc()
         self.stats.processed += 1
@@ -372,10 +395,7 @@ class FramePipeline:
         DEAD_LETTERED.labels(reason, SERVICE).inc()
         FRAMES_PROCESSED.labels(self.config.processor_id, reason).inc()
         self.stats.dead_lettered[reason] += 1
-        ack: asyncio.Future[Any] = await self._require_producer().send(
-            self.settings.dead_letter_topic, key=key, value=record.model_dump_json().encode(), headers=headers_for(ctx)
-        )
-        return ack
+        return self._defer(self.settings.dead_letter_topic, key, record.model_dump_json().encode(), headers_for(ctx))
 
 
 def _raw(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
@@ -392,3 +412,14 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "value"
     return f"{loc}: {err['msg']}"
+
+
+def _settle(target: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if target.done():
+        return
+    if done.cancelled():
+        target.cancel()
+    elif done.exception() is not None:
+        target.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(done.result())
