@@ -202,6 +202,22 @@ async def store_pixels(settings: Settings, frames: Iterable[FrameEvent], ttl: in
         await client.aclose()
 
 
+async def assign_from_start(consumer: AIOKafkaConsumer, topic: str, within: float = 30.0) -> None:
+    """Read every partition of ``topic`` from its start, once the topic exists.
+
+    A consumer subscribed to a topic that does not exist yet only sees it at its next
+    metadata refresh, five minutes later, so a test reading a topic that another process
+    is about to create would time out. The consumer must be built with group_id=None and
+    auto_offset_reset="earliest".
+    """
+    deadline = time.monotonic() + within
+    while topic not in await consumer.topics():
+        assert time.monotonic() < deadline, f"topic {topic} was not created within {within} s"
+        await asyncio.sleep(0.2)
+    # Subscribing now refreshes the metadata at once, and without a group every partition is ours.
+    consumer.subscribe([topic])
+
+
 async def read_topic(
     settings: Settings,
     topic: str,
@@ -212,7 +228,6 @@ async def read_topic(
 ) -> list[Any]:
     """Every record of a topic from the beginning, as parsed JSON; stops when idle or ``until``."""
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
@@ -221,6 +236,7 @@ async def read_topic(
     await consumer.start()
     values: list[Any] = []
     try:
+        await assign_from_start(consumer, topic, within=max_seconds)
         started = last = time.monotonic()
         while time.monotonic() - started < max_seconds:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)

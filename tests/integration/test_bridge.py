@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -31,6 +31,7 @@ from app.settings import Settings
 from bridge.names import backpressure_key, bridge_state_key
 from bridge.service import Bridge
 from tests.conftest import env_of
+from tests.integration.cluster import assign_from_start
 
 pytestmark = pytest.mark.integration
 
@@ -125,14 +126,7 @@ async def read_topic(
     records: Records = []
     try:
         deadline = time.monotonic() + max_seconds
-        partitions: set[int] | None = None
-        while not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
-            assert time.monotonic() < deadline, f"topic {topic} has no metadata"
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await assign_from_start(consumer, topic, within=max_seconds)
         extra_until: float | None = None
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300, max_records=5000)

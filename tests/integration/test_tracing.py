@@ -29,6 +29,7 @@ from app.telemetry import setup_tracing
 from bridge.service import Bridge
 from processor.client import ProcessorClient
 from processor.frame import Frame
+from tests.integration.cluster import assign_from_start
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +50,12 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 async def first_record(settings: Settings, topic: str, within: float = 30) -> Any:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+        bootstrap_servers=settings.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
+        # The results topic is created by the processor, which may not have started yet.
+        await assign_from_start(consumer, topic, within)
         return await asyncio.wait_for(consumer.getone(), within)
     finally:
         await consumer.stop()
