@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     results_topic: str = Field("frames.results", description="Where processors publish their results")
     control_topic: str = Field("processors.control", description="Processor register/heartbeat/deregister events")
     ready_topic_prefix: str = Field("frames.ready.", description="Prefix of each processor's own topic")
+    processor_group_prefix: str = Field(
+        "processor.",
+        min_length=1,
+        description="Prefix of each processor's consumer group; one per deployment sharing a Kafka cluster",
+    )
     processor_partitions: int = Field(4, ge=1, le=1024, description="Default partitions of a processor's topic")
     topic_replication_factor: int = Field(
         1, ge=1, le=16, description="Replication factor of topics this service creates"
@@ -211,7 +216,7 @@ class Settings(BaseSettings):
         return f"{self.ready_topic_prefix}{processor_id}"
 
     def processor_group(self, processor_id: str) -> str:
-        return f"processor.{processor_id}"
+        return f"{self.processor_group_prefix}{processor_id}"
 
 
 def load_settings(**overrides: Any) -> Settings:

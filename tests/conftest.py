@@ -41,6 +41,9 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
             "results_topic": f"frames.results.{unique}",
             "control_topic": f"processors.control.{unique}",
             "ready_topic_prefix": f"frames.ready.{unique}.",
+            # Consumer groups outlive a test on the shared broker: a replica SIGKILLed in one
+            # test must not hold up the next test's join of a group with the same processor id.
+            "processor_group_prefix": f"processor.{unique}.",
             "captured_partitions": 4,
             "store": "memory://",
             "data_dir": str(tmp_path / "data"),
