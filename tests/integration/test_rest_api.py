@@ -37,7 +37,7 @@ async def test_processor_lifecycle_over_rest(worker_url: tuple[Cluster, str]) ->
     status, body = await http_json("POST", f"{api}/register", spec)
     assert status == 201, body
     assert body["topic"] == settings.ready_topic("yolo-v8")
-    assert body["consumer_group"] == "processor.yolo-v8"
+    assert body["consumer_group"] == f"{settings.processor_group_prefix}yolo-v8"
     assert body["id"] == "yolo-v8" and body["partitions"] == 3 and body["status"] == "healthy"
 
     # Re-registering (a restarted processor) is never refused: 200, updated in place.
