@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,19 @@ def redis_binary() -> str:
     except ImportError as exc:
         raise DevStackError("no Redis: put redis-server on PATH or install the 'embedded' extra") from exc
     return str(get_binary_path())
+
+
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` made to receive SIGKILL when the process (thread) that started it dies.
+
+    stop() and the atexit hook cover every ordinary exit; this covers a pytest or `make dev`
+    that is itself SIGKILLed, which would otherwise leave its broker and Redis running.
+    Uses setpriv (util-linux) where there is one; elsewhere servers only stop on clean exits.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
 @dataclass
@@ -243,7 +257,11 @@ class DevStack:
             # A process group of its own, so stop() reaches any children and Ctrl-C in a
             # terminal does not kill the servers before the services using them drained.
             proc = subprocess.Popen(
-                argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                dies_with_parent(argv),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._started.append(_Started(name, proc=proc, workdir=workdir))
         return proc

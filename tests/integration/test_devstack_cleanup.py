@@ -1,0 +1,64 @@
+"""The embedded servers never outlive the process that started them, even a SIGKILLed one."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+OWNER = """
+import time
+from app.devstack import DevStack
+stack = DevStack(use_env=False).start()
+print(",".join(str(s.proc.pid) for s in stack._started if s.proc is not None), flush=True)
+time.sleep(600)
+"""
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process death signals are Linux-only")
+def test_servers_die_with_their_sigkilled_owner() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    pids: list[int] = []
+    try:
+        assert owner.stdout is not None
+        ready, _, _ = select.select([owner.stdout], [], [], 90)
+        assert ready, "the owner did not start its stack within 90 s"
+        pids = [int(p) for p in owner.stdout.readline().strip().split(",") if p]
+        if not pids:
+            pytest.skip("the stack runs in containers here, not as child processes")
+        assert all(running(pid) for pid in pids)
+
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in pids if running(pid)], "servers outlived their SIGKILLed owner"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        for pid in pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
