@@ -27,6 +27,8 @@ class Profile:
     throughput_only: frozenset[str] = frozenset({OURS_2W})
     routing_decisions: int = 100_000
     routing_passes: int = 5
+    # Frames for the worker-alone drain (bench.worker_drain); 0 skips it.
+    drain_frames: int = 10_000
     systems: tuple[str, ...] = field(default=ALL_SYSTEMS)
 
     def plan_for(self, system: str) -> Plan:
@@ -48,6 +50,7 @@ PROFILES = {
         ),
         routing_decisions=2_000,
         routing_passes=2,
+        drain_frames=300,
         systems=(OURS_1W, NULL, RAW_KAFKA, RAW_REDIS, FANOUT),
     ),
     "quick": Profile(
@@ -62,6 +65,7 @@ PROFILES = {
         ),
         routing_decisions=30_000,
         routing_passes=3,
+        drain_frames=5_000,
     ),
     "full": Profile(
         "full",
@@ -76,5 +80,6 @@ PROFILES = {
         ),
         routing_decisions=200_000,
         routing_passes=5,
+        drain_frames=30_000,
     ),
 }

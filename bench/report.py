@@ -72,10 +72,16 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": name, "measured": measured, "status": status})
 
     rate = _rate(ours)
+    drained = results.get("worker_drain") or {}
+    alone = float(drained["frames_per_s"]) if drained.get("ok") else None
+    # Judged on the stricter of the two: end to end, and the worker alone with nothing upstream.
+    parts = [f"{rate:,.0f} frames/s end to end" if rate is not None else None]
+    parts.append(f"{alone:,.0f} frames/s worker alone" if alone is not None else None)
+    rates = [r for r in (rate, alone) if r is not None]
     add(
         ">= 10,000 frames/s through one worker",
-        f"{rate:,.0f} frames/s" if rate is not None else "-",
-        UNMEASURED if rate is None else MET if rate >= 10_000 else MISSED,
+        "; ".join(m for m in parts if m) or "-",
+        UNMEASURED if not rates else MET if min(rates) >= 10_000 else MISSED,
     )
     at_1k = _latency_at(ours, 1000.0)
     p99 = at_1k.get("p99_ms") if at_1k else None
@@ -229,6 +235,24 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     for s in systems:
         for proc, mb in (s.get("peak_rss_mb") or {}).items():
             lines.append(f"| {s['label']} | {proc} | {_fmt(mb)} |")
+
+    drained = results.get("worker_drain")
+    if drained:
+        lines += [
+            "",
+            "## One worker alone (frames produced straight into the captured topic; `bench/worker_drain.py`)",
+            "",
+            "| frames | seconds | frames/s | worker CPU µs/frame | worker CPU share | idle CPU share | peak RSS MiB |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        if drained.get("ok"):
+            lines.append(
+                f"| {drained['frames']:,} | {drained['seconds']:.2f} | {drained['frames_per_s']:,.0f} | "
+                f"{drained['worker_cpu_us_per_frame']:,.0f} | {drained['worker_cpu_share']:.2f} | "
+                f"{drained['worker_idle_cpu_share']:.2f} | {_fmt(drained.get('worker_peak_rss_mb'))} |"
+            )
+        else:
+            lines.append(f"| {drained.get('frames', '?')} | failed: {_short(drained.get('error'))} ||||||")
 
     routing = results.get("routing_cost") or []
     if routing:

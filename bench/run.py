@@ -27,6 +27,7 @@ from bench.pipeline import OurPipeline
 from bench.profiles import FANOUT, NULL, OURS_1W, OURS_2W, PROFILES, RAW_KAFKA, RAW_REDIS, Profile
 from bench.report import write_reports
 from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
+from bench.worker_drain import drain
 
 log = logging.getLogger("bench")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -93,6 +94,9 @@ async def run_profile(
     }
     log.info("routing cost: %d decisions x %d passes", profile.routing_decisions, profile.routing_passes)
     results["routing_cost"] = await asyncio.to_thread(measure_routing, profile)
+    if profile.drain_frames and (systems is None or OURS_1W in systems):
+        log.info("worker alone: draining %d frames", profile.drain_frames)
+        results["worker_drain"] = await measure_drain(profile.drain_frames)
     for key in systems or list(profile.systems):
         log.info("%s: starting servers", key)
         stack = await asyncio.to_thread(DevStack().start)
@@ -114,6 +118,15 @@ async def run_profile(
     paths = write_reports(results, out_dir)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return results
+
+
+async def measure_drain(frames: int) -> dict[str, Any]:
+    """The worker alone (bench.worker_drain); a failure is reported, never a number."""
+    try:
+        return {"ok": True, **await drain(frames, warmup=min(500, frames), py_spy=None, limit=300)}
+    except Exception as exc:
+        log.exception("worker drain failed")
+        return {"ok": False, "frames": frames, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -149,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown systems: {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(run_profile(profile, args.out, systems, args.profile_worker))
-    return 0 if all(s.get("ok") for s in results["systems"]) else 1
+    drained_ok = results.get("worker_drain", {"ok": True}).get("ok")
+    return 0 if drained_ok and all(s.get("ok") for s in results["systems"]) else 1
 
 
 if __name__ == "__main__":

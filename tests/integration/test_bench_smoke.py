@@ -43,9 +43,13 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
     assert set(ours["peak_rss_mb"]) == {"worker-0", "bridge"}
     assert all(mb and mb > 0 for mb in ours["peak_rss_mb"].values())
     assert {r["mode"] for r in results["routing_cost"]} == {"stateless", "stateful"}
+    drained = results["worker_drain"]
+    assert drained["ok"] and drained["frames"] == 300, drained
+    assert drained["frames_per_s"] > 0 and drained["worker_cpu_us_per_frame"] > 0
     assert {t["target"] for t in results["targets"]} >= {"routing decision <= 50 µs", ">= 50% of the null pipeline"}
 
     markdown = (tmp_path / "smoke-subset.md").read_text()
-    for heading in ("## Targets", "## Throughput", "## Latency", "## Peak memory", "## Routing cost"):
+    headings = ("## Targets", "## Throughput", "## Latency", "## Peak memory", "## One worker alone", "## Routing cost")
+    for heading in headings:
         assert heading in markdown
     assert (tmp_path / "smoke-subset.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

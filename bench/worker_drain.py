@@ -1,0 +1,182 @@
+"""How fast one Faust worker routes, with nothing else in the way.
+
+N frames are produced straight into the captured topic (no bridge, no Redis capture stream),
+then one worker routes them to three registered processors. The rate is frames routed per
+second of the worker's own drain, read from its stats API, so neither the bridge's pacing
+nor the processors' consumption can hide or inflate what the worker itself costs.
+
+    python -m bench.worker_drain --frames 20000
+    python -m bench.worker_drain --frames 20000 --py-spy /tmp/worker.raw   # profile the drain
+
+The end-to-end numbers of ``make bench`` include this cost plus the bridge's and the hops'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from app.devstack import DevStack
+from app.kafka import ensure_topics
+from app.parsing import parse_entry
+from bench.frames import capability_of, flat_fields
+from bench.pipeline import OurPipeline, settings_env
+from bench.procs import Child, peak_rss_mb
+from bench.scenarios import BenchEnv
+
+log = logging.getLogger("bench.worker_drain")
+IDLE_SECONDS = 3.0
+
+
+class WorkerOnly(OurPipeline):
+    """Our pipeline's worker and registered processors, without bridge, receivers or load generator."""
+
+    async def start(self) -> None:
+        s0 = self.settings[0]
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        worker = Child("worker-0", self.worker_argv, settings_env(s0), self.env.log_dir)
+        self.children.append(worker)
+        worker.start()
+        await self._wait_healthy(0)
+        await ensure_topics(
+            self.env.bootstrap, [(s0.ready_topic(pid), s0.processor_partitions) for pid in self.pids.values()]
+        )
+        for cap, pid in self.pids.items():
+            await self._register(cap, pid)
+        await self._wait_registered()
+        self._heartbeat = asyncio.create_task(self._heartbeats())
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._http is not None:
+            await self._http.close()
+        await asyncio.to_thread(self.stop_children)
+
+    async def routed(self) -> int:
+        async with self.http.get(f"{self.base_urls[0]}/api/v1/frames/stats") as resp:
+            return int((await resp.json())["routed"])
+
+
+def frame_records(tag: str, count: int, env: BenchEnv) -> list[tuple[bytes, bytes]]:
+    """(key, value) of ``count`` frames exactly as the bridge writes them to the captured topic."""
+    now = time.time()
+    out = []
+    for seq in range(count):
+        camera = seq % env.cameras
+        outcome = parse_entry(flat_fields(tag, seq, camera, capability_of(camera, env.capabilities), now))
+        assert outcome.frame is not None, outcome.error
+        out.append((outcome.frame.camera_id.encode(), outcome.frame.model_dump_json().encode()))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float) -> dict[str, Any]:
+    with DevStack() as stack, tempfile.TemporaryDirectory(prefix="worker-drain-") as logs:
+        assert stack.kafka_url and stack.redis_url
+        env = BenchEnv(stack.kafka_url, stack.redis_url, Path(logs), ns=f"drain{int(time.time())}")
+        system = WorkerOnly(env, workers=1)
+        await system.start()
+        try:
+            s0 = system.settings[0]
+            # The first frames pay for partition assignment and table warm-up; not part of the rate.
+            await produce(env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env))
+            await _wait_routed(system, warmup, limit)
+            proc = system.children[0].proc
+            assert proc is not None
+            spy = _start_py_spy(proc, py_spy) if py_spy else None
+            records = frame_records("drain", frames, env)
+            # What the worker burns with no frames at all (timers, lag sampling, heartbeats).
+            idle_before = cpu_seconds(proc.pid)
+            await asyncio.sleep(IDLE_SECONDS)
+            idle_share = (cpu_seconds(proc.pid) - idle_before) / IDLE_SECONDS
+            cpu_before = cpu_seconds(proc.pid)
+            started = time.monotonic()
+            await produce(env.bootstrap, s0.captured_topic, records)
+            produced = time.monotonic() - started
+            await _wait_routed(system, warmup + frames, limit)
+            seconds = time.monotonic() - started
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                await asyncio.to_thread(spy.wait, 30)
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            await system.stop()
+    return {
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "frames_per_s": round(frames / seconds, 1),
+        "produce_seconds": round(produced, 3),
+        # The worker's own CPU per frame: what a faster machine or a quieter one cannot hide.
+        "worker_cpu_us_per_frame": round(cpu / frames * 1e6, 1),
+        "worker_cpu_share": round(cpu / seconds, 2),
+        "worker_idle_cpu_share": round(idle_share, 2),
+        "worker_peak_rss_mb": rss,
+    }
+
+
+async def _wait_routed(system: WorkerOnly, want: int, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        with contextlib.suppress(Exception):
+            if await system.routed() >= want:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker routed fewer than {want} frames within {limit:.0f} s")
+        system.check()
+        await asyncio.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_py_spy(proc: subprocess.Popen[bytes], out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw", "-o", str(out), "--pid", str(proc.pid)]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--py-spy", type=Path, default=None, help="profile the drain with py-spy into this raw file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    result = asyncio.run(drain(args.frames, args.warmup, args.py_spy, args.timeout))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
