@@ -117,10 +117,19 @@ class OurPipeline(System):
         return self._http
 
     async def start(self) -> None:
+        await self.start_routing()
+        s0 = self.settings[0]
+        await self.receivers.start()
+        bridge = Child("bridge", [sys.executable, "-m", "app.cli", "bridge"], settings_env(s0), self.env.log_dir)
+        self.children.append(bridge)
+        bridge.start()
+        await self.start_loadgen("redis", self.env.redis_url, s0.capture_stream)
+
+    async def start_routing(self) -> None:
+        """The workers, healthy, with every processor registered and heartbeating."""
         require_services()
         s0 = self.settings[0]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        py = [sys.executable, "-m", "app.cli"]
         for i, settings in enumerate(self.settings):
             worker = Child(f"worker-{i}", self.worker_argv, settings_env(settings), self.env.log_dir)
             self.children.append(worker)
@@ -133,11 +142,6 @@ class OurPipeline(System):
             await self._register(cap, pid)
         await self._wait_registered()
         self._heartbeat = asyncio.create_task(self._heartbeats())
-        await self.receivers.start()
-        bridge = Child("bridge", [*py, "bridge"], settings_env(s0), self.env.log_dir)
-        self.children.append(bridge)
-        bridge.start()
-        await self.start_loadgen("redis", self.env.redis_url, s0.capture_stream)
 
     async def _wait_healthy(self, index: int, limit: float = 90.0) -> None:
         deadline = time.monotonic() + limit

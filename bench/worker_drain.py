@@ -26,15 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from app.devstack import DevStack
-from app.kafka import ensure_topics
 from app.parsing import parse_entry
 from bench.frames import capability_of, flat_fields
-from bench.pipeline import OurPipeline, settings_env
-from bench.procs import Child, peak_rss_mb
+from bench.pipeline import OurPipeline
+from bench.procs import peak_rss_mb
 from bench.scenarios import BenchEnv
 
 log = logging.getLogger("bench.worker_drain")
@@ -45,19 +43,7 @@ class WorkerOnly(OurPipeline):
     """Our pipeline's worker and registered processors, without bridge, receivers or load generator."""
 
     async def start(self) -> None:
-        s0 = self.settings[0]
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-        worker = Child("worker-0", self.worker_argv, settings_env(s0), self.env.log_dir)
-        self.children.append(worker)
-        worker.start()
-        await self._wait_healthy(0)
-        await ensure_topics(
-            self.env.bootstrap, [(s0.ready_topic(pid), s0.processor_partitions) for pid in self.pids.values()]
-        )
-        for cap, pid in self.pids.items():
-            await self._register(cap, pid)
-        await self._wait_registered()
-        self._heartbeat = asyncio.create_task(self._heartbeats())
+        await self.start_routing()
 
     async def stop(self) -> None:
         if self._heartbeat is not None:
