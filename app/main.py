@@ -161,6 +161,10 @@ def run_worker(settings: Settings) -> None:
     setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings)
     worker = faust.Worker(worker_app.app, loglevel=settings.log_level)
+    # At WARN and above Faust adds a terminal spinner that spins on every log record, and to feed
+    # it lowers the root logger to DEBUG: every debug() call in Faust and aiokafka then builds a
+    # record (several per frame), only for the spinner to drop it. We have no terminal to spin.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

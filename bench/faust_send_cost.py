@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-MODES = ("none", "send", "direct")
+MODES = ("none", "send", "direct", "soon")
 
 
 def _cpu() -> float:
@@ -78,6 +78,8 @@ def run_worker(bootstrap: str, mode: str, records: int, linger_ms: float) -> Non
                 await target.send(key=event.key, value=event.value)
             elif mode == "direct":
                 await app.producer.send(target.get_topic_name(), event.key, event.value, None, None, None)
+            elif mode == "soon":
+                target.send_soon(key=event.key, value=event.value)
             seen += 1
             if seen == records:
                 seconds, cpu = time.monotonic() - started[0], _cpu() - started[1]

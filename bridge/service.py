@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import start_http_server
@@ -54,6 +54,14 @@ DEAD_LETTER_PARTITIONS = 1
 
 # Failures of a server, not of an entry: wait, then retry what is still pending.
 _TRANSIENT = (RedisError, KafkaError, OSError)
+# A reply later than BLOCK plus this is taken as lost: the read fails and is retried, and what it
+# had claimed stays pending for this consumer, re-read first. Without a socket timeout a lost
+# reply would hold the bridge, and its shutdown, forever.
+REDIS_REPLY_GRACE_SECONDS = 10.0
+# A batch whose Kafka deliveries are still open after this is given up as incomplete: its entries
+# stay pending and are sent again (at-least-once), instead of the bridge waiting forever on a
+# broker that stopped answering. Longer than the producer's own request timeout (30 s).
+DELIVERY_TIMEOUT_SECONDS = 45.0
 
 
 class BatchIncomplete(Exception):
@@ -81,7 +89,13 @@ class Bridge:
     ) -> None:
         self.settings = settings
         self.consumer = consumer or settings.bridge_consumer_name or default_consumer_name()
-        self.redis: aioredis.Redis = redis if redis is not None else aioredis.from_url(settings.redis_url)
+        self.redis: aioredis.Redis = (
+            redis
+            if redis is not None
+            else aioredis.from_url(
+                settings.redis_url, socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS
+            )
+        )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
         self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
@@ -263,7 +277,7 @@ class Bridge:
             except (KafkaError, OSError) as exc:
                 send_error = exc  # the rest stay pending; what was queued is still awaited and acked
                 break
-        results = await asyncio.gather(*(f.future for f in flights), return_exceptions=True)
+        results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
         delivered: list[str] = []
         failures: list[BaseException] = []
         mirrored = 0
@@ -382,6 +396,22 @@ def run_bridge(settings: Settings) -> None:
         asyncio.run(_serve_until_signalled(settings))
     finally:
         provider.shutdown()
+
+
+async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
+    """Each flight's delivery result or exception; a delivery still open after ``within`` is a
+    KafkaTimeoutError (not acknowledged: its entry stays pending)."""
+    futures = [asyncio.ensure_future(f.future) for f in flights]
+    if futures:
+        await asyncio.wait(futures, timeout=within)
+    results: list[Any] = []
+    for future in futures:
+        if future.done() and not future.cancelled():
+            results.append(future.exception() or future.result())
+        else:
+            future.cancel()  # aiokafka skips a done future when the report comes after all
+            results.append(KafkaTimeoutError(f"no delivery report within {within:.0f} s"))
+    return results
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
