@@ -108,7 +108,9 @@ def run_worker(bootstrap: str, mode: str, records: int, linger_ms: float) -> Non
             await producer.stop()
 
     asyncio.run(ensure_topics(bootstrap, [(source.get_topic_name(), 4), (target.get_topic_name(), 4)]))
-    faust.Worker(app, loglevel="warn").execute_from_commandline()
+    worker = faust.Worker(app, loglevel="warn")
+    worker.spinner = None  # as app.main does: the spinner would turn every debug() into a record
+    worker.execute_from_commandline()
 
 
 def main(argv: list[str] | None = None) -> int:
