@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from pydantic import ValidationError
 
+from agents.dedupe import dedupe_key
 from agents.routing import Action, Decision, Router
 from app.context import Orchestrator
 from app.deadletter import dead_letter_frame
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 _TRACER = tracer("frame_buffer.router")
 HOLD_POLL_SECONDS = 0.2
 REFRESH_ON_MISS_SECONDS = 0.1
-
-
-def dedupe_key(frame_id: str, capability: str) -> str:
-    return f"{frame_id}|{capability}"
 
 
 def waiting_key(camera_id: str, capability: str) -> str:

@@ -85,24 +85,24 @@ def _decode(fields: Mapping[Any, Any]) -> tuple[dict[str, str], _Invalid | None]
     out: dict[str, str] = {}
     problem: _Invalid | None = None
     for key, value in fields.items():
-        if isinstance(key, bytes):
-            try:
-                k = key.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                k = key.decode("utf-8", "backslashreplace")
-                problem = problem or _Invalid("invalid_encoding", f"{k}: field name is not UTF-8 ({exc.reason})")
-        else:
-            k = str(key)
-        if isinstance(value, bytes):
-            try:
-                v = value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                v = value.decode("utf-8", "backslashreplace")
-                problem = problem or _Invalid("invalid_encoding", f"{k}: value is not UTF-8 ({exc.reason})")
-        else:
-            v = str(value)
+        k, bad_key = _utf8(key)
+        v, bad_value = _utf8(value)
+        if bad_key:
+            problem = problem or _Invalid("invalid_encoding", f"{k}: field name is not UTF-8 ({bad_key})")
+        if bad_value:
+            problem = problem or _Invalid("invalid_encoding", f"{k}: value is not UTF-8 ({bad_value})")
         out[k] = v
     return out, problem
+
+
+def _utf8(raw: Any) -> tuple[str, str | None]:
+    """``raw`` as text, and why it is not UTF-8 (None when it is; undecodable bytes kept visible)."""
+    if not isinstance(raw, bytes):
+        return str(raw), None
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return raw.decode("utf-8", "backslashreplace"), exc.reason
 
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
