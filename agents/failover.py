@@ -69,6 +69,9 @@ class Failover:
             log.warning("failover of %s failed, will retry: %r", record.id, exc)
             return 0
         if committed:
+            # The group's offsets now stand past the re-sent frames: a later failover of this
+            # processor must start from them, never re-commit these (older) ends over newer ones.
+            self._moved_to.pop(record.id, None)
             self._uncommitted.discard(record.id)
         else:
             self._uncommitted.add(record.id)
@@ -137,7 +140,8 @@ async def reroute_backlog(
         if pending:
             await asyncio.gather(*pending)
         moved_to.update(ends)
-        ends = {tp: offset for tp, offset in moved_to.items() if tp in set(tps)}
+        watched = set(tps)
+        ends = {tp: offset for tp, offset in moved_to.items() if tp in watched}
         refused = await commit_as_admin(admin, record.consumer_group, ends) if ends else ""
         if refused:
             # A group with live (or not yet expired) members refuses an outside commit; the

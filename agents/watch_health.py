@@ -55,8 +55,7 @@ class HealthWatch:
         While partitions move, the control topic is not folded and every heartbeat in the
         registry looks stale; judging then would fail over healthy processors.
         """
-        s = self.orch.settings
-        self.quiet_until = time.time() + s.heartbeat_interval * s.heartbeat_misses
+        self.quiet_until = time.time() + self.health.deadline
 
     async def close(self) -> None:
         await self.failover.close()
@@ -107,8 +106,7 @@ class HealthWatch:
         """
         if now < self.quiet_until:
             return False
-        s = self.orch.settings
-        deadline = s.heartbeat_interval * s.heartbeat_misses
+        deadline = self.health.deadline
         if len(records) > 1 and all(now - r.last_heartbeat.timestamp() > deadline for r in records.values()):
             log.warning("no heartbeat from any of %d processors: holding health verdicts", len(records))
             return False

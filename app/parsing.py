@@ -75,11 +75,6 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def decode_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
-    """Redis gives bytes; keep undecodable bytes visible rather than dropping them."""
-    return _decode(fields)[0]
-
-
 def _decode(fields: Mapping[Any, Any]) -> tuple[dict[str, str], _Invalid | None]:
     """One pass over the entry: strict UTF-8 where possible, the first offending field remembered."""
     out: dict[str, str] = {}

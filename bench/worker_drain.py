@@ -45,15 +45,6 @@ class WorkerOnly(OurPipeline):
     async def start(self) -> None:
         await self.start_routing()
 
-    async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        if self._http is not None:
-            await self._http.close()
-        await asyncio.to_thread(self.stop_children)
-
     async def routed(self) -> int:
         async with self.http.get(f"{self.base_urls[0]}/api/v1/frames/stats") as resp:
             return int((await resp.json())["routed"])

@@ -222,7 +222,7 @@ class FramePipeline:
         except (RedisError, OSError) as exc:
             log.error("loading pixels failed (%r); re-processing the batch", exc)
             self._discard_outbox()
-            await self._rewind(consumer, batch, owned, acks)
+            await self._rewind(consumer, batch, owned)
             return
         ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]] = []
         for (record, routed), data in zip(frames, pixels, strict=True):
@@ -239,7 +239,7 @@ class FramePipeline:
             await asyncio.gather(*acks)
         except KafkaError as exc:
             log.error("publishing results failed (%r); re-processing the batch", exc)
-            await self._rewind(consumer, batch, owned, [])
+            await self._rewind(consumer, batch, owned)
             return
         try:
             await self._done.mark(done_keys)
@@ -277,10 +277,8 @@ class FramePipeline:
         consumer: AIOKafkaConsumer,
         batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         owned: set[TopicPartition],
-        pending: list[asyncio.Future[Any]],
     ) -> None:
         """Nothing of this batch is committed: fetch it again after a pause (at-least-once)."""
-        await asyncio.gather(*pending, return_exceptions=True)
         for tp, part in batch.items():
             if tp in owned and part:
                 consumer.seek(tp, part[0].offset)

@@ -29,6 +29,22 @@ pytestmark = pytest.mark.integration
 CAP = "object_detection"
 
 
+async def results_of(
+    settings: Settings, batch: list[FrameEvent], *, idle_seconds: float, max_seconds: float
+) -> tuple[list[Any], Counter[str], set[str]]:
+    """The results topic once every frame of ``batch`` has a result (or it went idle): the
+    records, how often each frame was processed, and the frames with no result."""
+    results = await read_topic(
+        settings,
+        settings.results_topic,
+        idle_seconds=idle_seconds,
+        max_seconds=max_seconds,
+        until=lambda v: len({r["frame_id"] for r in v}) >= len(batch),
+    )
+    processed = Counter(r["frame_id"] for r in results)
+    return results, processed, {f.frame_id for f in batch} - set(processed)
+
+
 @pytest.fixture
 def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     settings: Settings = make_settings(
@@ -121,17 +137,9 @@ async def test_slow_processor_backlog_stays_bounded_while_fast_peer_takes_the_re
 
     watcher = asyncio.ensure_future(watch())
     await paced(settings, batch, rate=100)  # 10x what "slow" can do
-    results = await read_topic(
-        settings,
-        settings.results_topic,
-        idle_seconds=5,
-        max_seconds=90,
-        until=lambda v: len({r["frame_id"] for r in v}) >= len(batch),
-    )
+    results, processed, missing = await results_of(settings, batch, idle_seconds=5, max_seconds=90)
     watcher.cancel()
     by_processor = Counter(r["processor_id"] for r in results)
-    processed = Counter(r["frame_id"] for r in results)
-    missing = {f.frame_id for f in batch} - set(processed)
     _, stats = await http_json("GET", f"{url}/api/v1/frames/stats")
     assert not missing, f"{len(missing)} not processed; by processor {by_processor}; stats {stats}"
     assert all(n == 1 for n in processed.values())
@@ -193,15 +201,7 @@ async def test_killed_processor_backlog_is_processed_elsewhere_once(cluster: Clu
     await wait_until(doomed_has_backlog, 60, what="a backlog on the doomed processor")
     next(p for p in cluster.procs if p.name == "proc-doomed").kill()
     await producing
-    results = await read_topic(
-        settings,
-        settings.results_topic,
-        idle_seconds=15,
-        max_seconds=120,
-        until=lambda v: len({r["frame_id"] for r in v}) >= len(batch),
-    )
-    processed = Counter(r["frame_id"] for r in results)
-    missing = {f.frame_id for f in batch} - set(processed)
+    _, processed, missing = await results_of(settings, batch, idle_seconds=15, max_seconds=120)
     if missing:
         letters = await read_topic(settings, settings.dead_letter_topic, idle_seconds=1, max_seconds=10)
         why = Counter(d["reason"] for d in letters if d.get("frame_id") in missing)

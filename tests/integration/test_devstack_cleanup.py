@@ -9,30 +9,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from app.devstack_daemon import alive
+from tests.integration.cluster import ROOT
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 OWNER = """
 import time
 from app.devstack import DevStack
+from app.devstack_daemon import _server_pids
 stack = DevStack(use_env=False).start()
-print(",".join(str(s.proc.pid) for s in stack._started if s.proc is not None), flush=True)
+print(",".join(map(str, _server_pids(stack))), flush=True)
 time.sleep(600)
 """
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
-    return state not in ("Z", "X")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process death signals are Linux-only")
@@ -49,18 +41,18 @@ def test_servers_die_with_their_sigkilled_owner() -> None:
         pids = [int(p) for p in owner.stdout.readline().strip().split(",") if p]
         if not pids:
             pytest.skip("the stack runs in containers here, not as child processes")
-        assert all(running(pid) for pid in pids)
+        assert all(alive(pid) for pid in pids)
 
         owner.send_signal(signal.SIGKILL)
         owner.wait(10)
 
         deadline = time.monotonic() + 10
-        while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in pids if running(pid)], "servers outlived their SIGKILLed owner"
+        assert not [pid for pid in pids if alive(pid)], "servers outlived their SIGKILLed owner"
     finally:
         if owner.poll() is None:
             owner.kill()
         for pid in pids:
-            if running(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
