@@ -35,7 +35,7 @@ from app.parsing import parse_entry
 from app.settings import Settings
 from app.telemetry import context_from_traceparent, headers_for, setup_tracing
 from app.telemetry import tracer as get_tracer
-from bridge import letters
+from bridge import letters, poison
 from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
@@ -247,7 +247,7 @@ class Bridge:
             entries = await self.source.read_own_pending(after, action.batch_size)
             if not entries:
                 break
-            await self._mirror(entries)
+            await self._mirror(entries, await self._delivery_counts(entries))
             after = entries[-1].stream_id
         cursor = CLAIM_START
         while not self._stop.is_set():
@@ -256,9 +256,15 @@ class Bridge:
             )
             if entries:
                 log.info("bridge %s: claimed %d idle pending entries", self.consumer, len(entries))
-                await self._mirror(entries)
+                await self._mirror(entries, await self._delivery_counts(entries))
             if cursor == CLAIM_START:
                 break
+
+    async def _delivery_counts(self, entries: list[Entry]) -> dict[str, int]:
+        ids = [e.stream_id for e in entries]
+        return await poison.delivery_counts(
+            self.redis, self.settings.capture_stream, self.settings.capture_group, self.consumer, ids
+        )
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -266,18 +272,24 @@ class Bridge:
                 await self._stop.wait()
 
     # --- one batch -----------------------------------------------------------------------
-    async def _mirror(self, entries: list[Entry]) -> None:
+    async def _mirror(self, entries: list[Entry], deliveries: dict[str, int] | None = None) -> None:
+        """``deliveries``: how often each entry was delivered before (re-reads of pending ones)."""
         # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
         started = time.perf_counter()
         flights: list[_InFlight] = []
         send_error: BaseException | None = None
+        limit = self.settings.bridge_max_deliveries
         for entry in entries:
             try:
-                flights.append(await self._send(entry))
+                if deliveries and poison.is_poison(deliveries.get(entry.stream_id, 1), limit):
+                    flights.append(await self._dead_letter(poison.poison_letter(entry, limit)))
+                else:
+                    flights.append(await self._send(entry))
             except (KafkaError, OSError) as exc:
                 send_error = exc  # the rest stay pending; what was queued is still awaited and acked
                 break
         results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
+        await self._dead_letter_refused(entries, flights, results)
         delivered: list[str] = []
         failures: list[BaseException] = []
         mirrored = 0
@@ -306,6 +318,29 @@ class Bridge:
             raise BatchIncomplete(
                 f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
             )
+
+    async def _dead_letter_refused(self, entries: list[Entry], flights: list[_InFlight], results: list[Any]) -> None:
+        """Frames Kafka refused for good are replaced, in place, by their dead letters' outcomes."""
+        refused = [
+            i
+            for i, (flight, result) in enumerate(zip(flights, results, strict=True))
+            if flight.reason is None and isinstance(result, BaseException) and poison.refused_for_good(result)
+        ]
+        if not refused:
+            return
+        by_id = {entry.stream_id: entry for entry in entries}
+        replaced: list[_InFlight] = []
+        for i in refused:
+            flight = flights[i]
+            if flight.span is not None:
+                flight.span.set_status(Status(StatusCode.ERROR, f"refused for good: {results[i]!r}"))
+                flight.span.end()
+            replaced.append(await self._dead_letter(poison.refused_letter(by_id[flight.stream_id], results[i])))
+        for i, flight, result in zip(
+            refused, replaced, await _deliveries(replaced, DELIVERY_TIMEOUT_SECONDS), strict=True
+        ):
+            flights[i] = flight
+            results[i] = result
 
     async def _send(self, entry: Entry) -> _InFlight:
         assert self._sink is not None
