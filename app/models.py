@@ -135,6 +135,9 @@ class ProcessorRecord(ProcessorSpec):
     last_heartbeat: datetime
     registered_at: datetime
     status_reason: str = ""
+    # Replicas share the id (and its topic and group): replica id -> its last register or
+    # heartbeat. The id leaves the registry only when the last live replica deregisters.
+    replicas: dict[str, datetime] = Field(default_factory=dict)
 
 
 class ControlEvent(BaseModel):
@@ -146,3 +149,5 @@ class ControlEvent(BaseModel):
     spec: ProcessorSpec | None = None
     status: ProcessorStatus | None = None
     reason: str = ""
+    # Which replica of the processor sent it (SDK processes); None: the id as a whole.
+    replica: str | None = Field(default=None, max_length=256)

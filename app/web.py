@@ -17,10 +17,11 @@ from typing import Any
 from faust import web
 from pydantic import ValidationError
 
+from agents.registry_fold import last_replica_leaving
 from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
-from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
@@ -45,6 +46,14 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BodyError([{"field": "body", "message": "expected a JSON object"}])
     return body
+
+
+def replica_of(request: web.Request) -> str | None:
+    """The ``?replica=`` of a register or deregister: which replica of the id is speaking."""
+    replica = request.query.get("replica") or None
+    if replica is not None and len(replica) > 256:
+        raise BodyError([{"field": "replica", "message": "at most 256 characters"}])
+    return replica
 
 
 def processor_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +92,7 @@ def register_web(orch: Orchestrator) -> None:
                 if body["id"] != path_id:
                     raise BodyError([{"field": "id", "message": "must match the id in the path"}])
             spec = ProcessorSpec.model_validate(body)
+            replica = replica_of(request)
         except BodyError as exc:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
@@ -94,7 +104,7 @@ def register_web(orch: Orchestrator) -> None:
         await ensure_topics(
             settings.bootstrap_servers, [(settings.ready_topic(spec.id), partitions)], settings.topic_replication_factor
         )
-        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
+        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec, replica=replica)  # type: ignore[arg-type]
         await publish(event)
         stamp = event.at
         record = await wait_registry(
@@ -119,22 +129,28 @@ def register_web(orch: Orchestrator) -> None:
                 return unprocessable(self, exc.errors)
             pid = body.get("processor_id")
             status = body.get("status", "healthy")
+            replica = body.get("replica")
             errors = []
             if not isinstance(pid, str) or not pid:
                 errors.append({"field": "processor_id", "message": "required string"})
+            if replica is not None and (not isinstance(replica, str) or not 0 < len(replica) <= 256):
+                errors.append({"field": "replica", "message": "string of 1-256 characters"})
             if status not in {s.value for s in ProcessorStatus}:
                 errors.append({"field": "status", "message": f"one of {[s.value for s in ProcessorStatus]}"})
             if errors or not isinstance(pid, str):
                 return unprocessable(self, errors)
-            if tables.registry.get(pid) is None:
+            current = tables.registry.get(pid)
+            if current is None:
                 return self.json({"detail": f"processor {pid!r} is not registered"}, status=404)
-            if status == ProcessorStatus.DRAINING.value:
+            record = ProcessorRecord.model_validate(current)
+            # One replica draining while siblings carry on must not stop routing to the id.
+            if status == ProcessorStatus.DRAINING.value and last_replica_leaving(record, replica, utcnow(), settings):
                 await publish(
                     ControlEvent(
                         kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
                     )
                 )
-            await publish(ControlEvent(kind="heartbeat", processor_id=pid))
+            await publish(ControlEvent(kind="heartbeat", processor_id=pid, replica=replica))
             return self.json({"processor_id": pid, "accepted": True})
 
     @app.page("/api/v1/processors/search/")
@@ -167,8 +183,14 @@ def register_web(orch: Orchestrator) -> None:
         async def delete(self, request: web.Request, processor_id: str) -> web.Response:
             if tables.registry.get(processor_id) is None:
                 return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
-            await publish(ControlEvent(kind="deregister", processor_id=processor_id))
-            await wait_registry(processor_id, lambda r: r is None)
+            try:
+                replica = replica_of(request)
+            except BodyError as exc:
+                return unprocessable(self, exc.errors)
+            await publish(ControlEvent(kind="deregister", processor_id=processor_id, replica=replica))
+            await wait_registry(
+                processor_id, lambda r: r is None or (replica is not None and replica not in r.get("replicas", {}))
+            )
             return self.bytes(b"", status=204)
 
     @app.page("/api/v1/frames/stats")
