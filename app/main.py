@@ -18,7 +18,7 @@ import faust
 from agents.count_results import register_count_results
 from agents.folds import register_folds
 from agents.route_frames import FrameRouting
-from agents.routing import Router
+from agents.routing import STALE_AFTER_SAMPLE_INTERVALS, Router
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.context import Orchestrator, Tables
@@ -102,6 +102,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
         affinity_epsilon=settings.affinity_epsilon,
         protected_priority=settings.protected_priority,
         critical_utilisation=settings.bp_critical,
+        stale_sample_seconds=STALE_AFTER_SAMPLE_INTERVALS * settings.lag_sample_interval,
     )
     routing = FrameRouting(orch, router, lambda: refresh_view(orch, router))
 
