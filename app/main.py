@@ -24,6 +24,7 @@ from agents.worker_timers import refresh_view, register_worker_timers
 from app.context import Orchestrator, Tables
 from app.kafka import ensure_topics
 from app.logs import setup_logging
+from app.readiness import register_health_views
 from app.settings import Settings, load_settings
 from app.telemetry import setup_tracing
 from app.topics import define_topics
@@ -121,6 +122,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
     register_worker_timers(orch, router)
     register_watch_health(orch, router)
     register_web(orch)
+    register_health_views(orch, route_frames, settings.routing_stuck_seconds)
     _register_dashboard(app)
     if prometheus:
         from faust.sensors.prometheus import setup_prometheus_sensors

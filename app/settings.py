@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     recovery_consistency_check: bool = Field(
         True, description="Refuse to start when a table's stored offset is past its changelog's end (off on Tansu)"
     )
+    routing_stuck_seconds: float = Field(
+        30.0, gt=0, description="Seconds the routing agent may hold a frame without finishing one before /ready fails"
+    )
     router_lag_budget: int = Field(
         500, ge=1, le=100_000, description="Captured frames per partition the routers may lag before the bridge slows"
     )

@@ -217,12 +217,6 @@ def register_web(orch: Orchestrator) -> None:
                 }
             )
 
-    @app.page("/health")
-    class Health(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            report = await readiness(orch)
-            return self.json(report, status=200 if report["ready"] else 503)
-
 
 def frame_stats(orch: Orchestrator) -> dict[str, Any]:
     totals = sum_snapshots([s for s in orch.tables.worker_stats.values() if s])
@@ -284,22 +278,3 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
             "protected_priority": settings.protected_priority,
         },
     }
-
-
-async def readiness(orch: Orchestrator) -> dict[str, Any]:
-    app = orch.app
-    checks: dict[str, Any] = {}
-    try:
-        checks["redis"] = bool(await asyncio.wait_for(orch.redis.ping(), timeout=2))
-    except Exception as exc:
-        checks["redis"] = False
-        checks["redis_error"] = str(exc)
-    consumer = app.consumer if app.started else None
-    assignment = consumer.assignment() if consumer is not None else set()
-    checks["kafka"] = bool(app.started and app.producer is not None and app.producer.started)
-    checks["partitions_assigned"] = len(assignment)
-    recovery = getattr(app.tables, "recovery", None)
-    checks["recovered"] = bool(app.started and recovery is not None and recovery.completed.is_set())
-    checks["ready"] = bool(checks["redis"] and checks["kafka"] and checks["recovered"] and assignment)
-    checks["boot_id"] = orch.boot_id
-    return checks
