@@ -26,6 +26,7 @@ from app.kafka import ensure_topics
 from app.logs import setup_logging
 from app.readiness import register_health_views
 from app.settings import Settings, load_settings
+from app.shutdown import exit_after
 from app.telemetry import setup_tracing
 from app.topics import define_topics
 from app.transport import app_with_fetch_wait
@@ -157,13 +158,32 @@ def required_topics(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+class GracefulWorker(faust.Worker):
+    """A Faust worker that is gone within ``shutdown_grace`` seconds of SIGTERM/SIGINT.
+
+    Faust's own stop waits on the broker (commits, leaving the group, flushing), for ever
+    when the broker is gone; mode dispatches both signals to these two handlers.
+    """
+
+    shutdown_grace = 8.0
+
+    def _on_sigterm(self) -> None:
+        exit_after(self.shutdown_grace, "worker")
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        exit_after(self.shutdown_grace, "worker")
+        super()._on_sigint()
+
+
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker until SIGTERM/SIGINT; blocking."""
     setup_logging(settings.log_level)
     asyncio.run(ensure_topics(settings.bootstrap_servers, required_topics(settings), settings.topic_replication_factor))
     setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings)
-    worker = faust.Worker(worker_app.app, loglevel=settings.log_level)
+    worker = GracefulWorker(worker_app.app, loglevel=settings.log_level)
+    worker.shutdown_grace = settings.shutdown_grace_seconds
     # At WARN and above Faust adds a terminal spinner that spins on every log record, and to feed
     # it lowers the root logger to DEBUG: every debug() call in Faust and aiokafka then builds a
     # record (several per frame), only for the spinner to drop it. We have no terminal to spin.

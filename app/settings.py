@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     )
     frame_ttl_seconds: int = Field(300, ge=1, description="TTL of the pixel bytes the synthetic capture stores")
 
+    # --- every service -------------------------------------------------------------------------
+    shutdown_grace_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="Seconds a service may take to stop after SIGTERM/SIGINT before it exits regardless",
+    )
+
     # --- telemetry ----------------------------------------------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint; traces are exported only when set"

@@ -33,6 +33,7 @@ from app.logs import setup_logging
 from app.models import DeadLetter, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
+from app.shutdown import exit_after
 from app.telemetry import context_from_traceparent, headers_for, setup_tracing
 from app.telemetry import tracer as get_tracer
 from bridge import letters, poison
@@ -460,6 +461,7 @@ async def _serve_until_signalled(settings: Settings) -> None:
             main.cancel()
             return
         log.info("%s: finishing the batch in flight", signal.Signals(signum).name)
+        exit_after(settings.shutdown_grace_seconds, f"bridge {bridge.consumer}")
         bridge.request_stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

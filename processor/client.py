@@ -32,6 +32,7 @@ from prometheus_client import start_http_server
 
 from app.models import ProcessorSpec, ProcessorStatus
 from app.settings import Settings
+from app.shutdown import exit_after
 from processor.api import OrchestratorAPI
 from processor.frame import ProcessFn
 from processor.pipeline import FramePipeline, PipelineConfig, PipelineStats
@@ -279,6 +280,7 @@ class ProcessorClient:
                     task.cancel()
                 return
             log.info("%s: draining processor %s", sig.name, self.processor_id)
+            exit_after(self.settings.shutdown_grace_seconds, f"processor {self.processor_id}")
             self.request_stop()
 
         for sig in sigs:
