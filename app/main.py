@@ -34,6 +34,7 @@ from app.web import register_web
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
 from tables.load import define_load
+from tables.recovery import ResettingTableManager
 from tables.registry import define_registry
 from tables.waiting import define_waiting
 from tables.worker_stats import define_worker_stats
@@ -67,6 +68,8 @@ def faust_app(settings: Settings) -> faust.App:
         # Tansu reports a changelog's end too low (ListOffsets), which this check takes for
         # lost data; the dev stack and the tests turn it off there.
         recovery_consistency_check=settings.recovery_consistency_check,
+        # A checkpoint past its changelog's end restores the partition instead of crashing.
+        TableManager=ResettingTableManager,
         web_graph_enabled=False,
     )
 

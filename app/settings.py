@@ -83,7 +83,8 @@ class Settings(BaseSettings):
         20, ge=1, le=30_000, description="Longest a Kafka fetch may wait for data (bounds per-hop latency)"
     )
     recovery_consistency_check: bool = Field(
-        True, description="Refuse to start when a table's stored offset is past its changelog's end (off on Tansu)"
+        True,
+        description="Wipe and restore a table partition whose stored offset is past its changelog's end (off on Tansu)",
     )
     routing_stuck_seconds: float = Field(
         30.0, gt=0, description="Seconds the routing agent may hold a frame without finishing one before /ready fails"
