@@ -62,6 +62,10 @@ BRIDGE_BATCH_SECONDS = Histogram(
 STREAM_BACKLOG = Gauge(
     "frame_buffer_stream_backlog", "Capture stream entries not yet read by the bridge group (XINFO GROUPS lag)"
 )
+STREAM_TRIMMED_UNREAD = Counter(
+    "frame_buffer_stream_trimmed_unread",
+    "Capture stream entries trimmed (MAXLEN) before any bridge read them, counted by this bridge",
+)
 STREAM_PENDING = Gauge("frame_buffer_stream_pending", "Capture stream entries read but not yet acknowledged (XPENDING)")
 BRIDGE_THROTTLE = Gauge("frame_buffer_bridge_throttle", "0 running, 1 slowed, 2 paused by orchestrator backpressure")
 

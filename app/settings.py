@@ -133,6 +133,9 @@ class Settings(BaseSettings):
         30_000, ge=100, description="Idle time after which another consumer's pending entry is claimed"
     )
     bridge_claim_interval: float = Field(10.0, gt=0, description="Seconds between XAUTOCLAIM sweeps")
+    bridge_trim_acked: bool = Field(
+        True, description="XTRIM the capture stream's prefix every group has read and acknowledged"
+    )
     bridge_max_deliveries: int = Field(
         10, ge=1, le=10_000, description="Deliveries after which a pending entry is a poison pill and dead-lettered"
     )

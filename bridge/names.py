@@ -17,6 +17,16 @@ def bridge_state_key(app_id: str, consumer: str) -> str:
     return f"{app_id}:bridge:{consumer}"
 
 
+def trimmed_unread_key(app_id: str) -> str:
+    """How many capture entries were trimmed before any bridge read them; bridges add to it."""
+    return f"{app_id}:bridge-trimmed-unread"
+
+
+def trim_gap_prefix(app_id: str) -> str:
+    """Markers of gaps already counted, one per group position, so bridges count each once."""
+    return f"{app_id}:bridge-trim-gap:"
+
+
 def default_consumer_name() -> str:
     """Unique per process, so several bridges can share one stream and a restart is a new consumer.
 

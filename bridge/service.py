@@ -36,8 +36,14 @@ from app.settings import Settings
 from app.shutdown import exit_after
 from app.telemetry import context_from_traceparent, headers_for, setup_tracing
 from app.telemetry import tracer as get_tracer
-from bridge import letters, poison
-from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
+from bridge import letters, poison, trim
+from bridge.names import (
+    backpressure_key,
+    bridge_state_key,
+    default_consumer_name,
+    trim_gap_prefix,
+    trimmed_unread_key,
+)
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
 from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
@@ -223,6 +229,7 @@ class Bridge:
             self._next_claim = time.monotonic() + self.settings.bridge_claim_interval
             if self._stop.is_set():
                 return
+        await self._count_trimmed_unread()
         entries = await self.source.read_new(action.batch_size, self.settings.bridge_block_ms)
         if entries:
             await self._mirror(entries)
@@ -260,6 +267,21 @@ class Bridge:
                 await self._mirror(entries, await self._delivery_counts(entries))
             if cursor == CLAIM_START:
                 break
+
+    async def _count_trimmed_unread(self) -> None:
+        """Before reading on: entries MAXLEN trimmed ahead of the group are counted, not skipped silently."""
+        s = self.settings
+        gap = await trim.count_gap(self.redis, s.capture_stream, s.capture_group, trim_gap_prefix(s.app_id))
+        if not gap:
+            return
+        total = await self.redis.incrby(trimmed_unread_key(s.app_id), gap)
+        metrics.STREAM_TRIMMED_UNREAD.inc(gap)
+        log.warning(
+            "bridge %s: %d capture entries were trimmed (MAXLEN) before any bridge read them (%d in all)",
+            self.consumer,
+            gap,
+            total,
+        )
 
     async def _delivery_counts(self, entries: list[Entry]) -> dict[str, int]:
         ids = [e.stream_id for e in entries]
@@ -399,8 +421,11 @@ class Bridge:
             rate = (total - last_total) / max(now - last_at, 1e-9)
             last_total, last_at = total, now
 
-    def state_document(self, backlog: int, pending: int, rate: float) -> dict[str, Any]:
+    def state_document(
+        self, backlog: int, pending: int, rate: float, trimmed_unread: int | None = None
+    ) -> dict[str, Any]:
         return {
+            "trimmed_unread": trimmed_unread,
             "consumer": self.consumer,
             "state": self.state.value,
             "backlog": backlog,
@@ -415,7 +440,10 @@ class Bridge:
         group = await self.source.group_state()
         metrics.STREAM_BACKLOG.set(group.backlog)
         metrics.STREAM_PENDING.set(group.pending)
-        doc = self.state_document(group.backlog, group.pending, rate)
+        lost = await self.redis.get(trimmed_unread_key(self.settings.app_id))
+        doc = self.state_document(group.backlog, group.pending, rate, int(lost or 0))
+        if self.settings.bridge_trim_acked:
+            await trim.trim_acknowledged(self.redis, self.settings.capture_stream)
         key = bridge_state_key(self.settings.app_id, self.consumer)
         await self.redis.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
 
