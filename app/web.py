@@ -22,10 +22,10 @@ from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
 from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
+from bridge.names import bridge_states
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
-BRIDGE_KEY_SCAN = 100
 
 
 class BodyError(Exception):
@@ -258,10 +258,7 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
         if raw_router:
             data = json.loads(raw_router)
             router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}
-        keys = [k async for k in orch.redis.scan_iter(match=f"{settings.app_id}:bridge:*", count=BRIDGE_KEY_SCAN)]
-        for value in await orch.redis.mget(keys) if keys else []:
-            if value:
-                bridges.append(json.loads(value))
+        bridges = await bridge_states(orch.redis, settings.app_id)
     except Exception as exc:  # the report still answers without Redis, saying so
         router["error"] = f"redis unavailable: {exc}"
     return {

@@ -38,8 +38,10 @@ from app.telemetry import context_from_traceparent, headers_for, setup_tracing
 from app.telemetry import tracer as get_tracer
 from bridge import letters, poison, trim
 from bridge.names import (
+    STATE_TTL_SECONDS,
     backpressure_key,
     bridge_state_key,
+    bridges_key,
     default_consumer_name,
     trim_gap_prefix,
     trimmed_unread_key,
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 SERVICE = "bridge"
 BACKPRESSURE_REFRESH_SECONDS = 0.5
 REPORT_INTERVAL_SECONDS = 1.0
-STATE_TTL_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 60.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
@@ -185,6 +186,7 @@ class Bridge:
             await self._producer.stop()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(bridge_state_key(self.settings.app_id, self.consumer))
+            await self.redis.zrem(bridges_key(self.settings.app_id), self.consumer)
         if self._owns_redis:
             await self.redis.aclose()
         log.info(
@@ -445,7 +447,14 @@ class Bridge:
         if self.settings.bridge_trim_acked:
             await trim.trim_acknowledged(self.redis, self.settings.capture_stream)
         key = bridge_state_key(self.settings.app_id, self.consumer)
-        await self.redis.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+        index = bridges_key(self.settings.app_id)
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+            pipe.zadd(index, {self.consumer: now})
+            # Bridges that stopped reporting leave the index too, so it stays as small as the fleet.
+            pipe.zremrangebyscore(index, "-inf", now - STATE_TTL_SECONDS)
+            await pipe.execute()
 
 
 def run_bridge(settings: Settings) -> None:
