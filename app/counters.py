@@ -52,6 +52,9 @@ class FrameCounters:
     processed_by_processor: Counter[str] = field(default_factory=Counter)
     shed_by_camera: Counter[str] = field(default_factory=BoundedCounter)
     shed_by_reason: Counter[str] = field(default_factory=Counter)
+    # Dead letters processors wrote (frames routed, never processed), by reason and by processor.
+    processor_dead_lettered: Counter[str] = field(default_factory=Counter)
+    dead_lettered_by_processor: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -66,11 +69,21 @@ class FrameCounters:
             "processed_by_processor": dict(self.processed_by_processor),
             "shed_by_camera": dict(self.shed_by_camera),
             "shed_by_reason": dict(self.shed_by_reason),
+            "processor_dead_lettered": dict(self.processor_dead_lettered),
+            "dead_lettered_by_processor": dict(self.dead_lettered_by_processor),
         }
 
 
 _SCALARS = ("captured", "routed", "processed", "shed", "deduplicated", "rerouted")
-_MAPS = ("dead_lettered", "routed_by_processor", "processed_by_processor", "shed_by_camera", "shed_by_reason")
+_MAPS = (
+    "dead_lettered",
+    "routed_by_processor",
+    "processed_by_processor",
+    "shed_by_camera",
+    "shed_by_reason",
+    "processor_dead_lettered",
+    "dead_lettered_by_processor",
+)
 
 
 def sum_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:

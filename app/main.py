@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from agents.count_results import register_count_results
+from agents.count_results import register_count_dead_letters, register_count_results
 from agents.folds import register_folds
 from agents.route_frames import FrameRouting
 from agents.routing import STALE_AFTER_SAMPLE_INTERVALS, Router
@@ -123,6 +123,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = True) -> WorkerA
 
     register_folds(orch)
     register_count_results(orch)
+    register_count_dead_letters(orch)
     register_worker_timers(orch, router)
     register_watch_health(orch, router)
     register_web(orch)

@@ -17,6 +17,10 @@ PROCESSOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
+# DeadLetter.source of the letters processors (the SDK) write.
+PROCESSOR_SOURCE = "processor"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -92,6 +96,9 @@ class DeadLetter(BaseModel):
     processor_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+    # Who wrote it: "processor" for the SDK's (the workers count those; their own they count
+    # as they write them). None from writers that predate the field.
+    source: str | None = Field(default=None, max_length=64)
 
 
 class ProcessorStatus(StrEnum):

@@ -224,8 +224,13 @@ def frame_stats(orch: Orchestrator) -> dict[str, Any]:
         pid: {
             "routed": totals["routed_by_processor"].get(pid, 0),
             "processed": totals["processed_by_processor"].get(pid, 0),
+            "dead_lettered": totals["dead_lettered_by_processor"].get(pid, 0),
         }
-        for pid in sorted(set(totals["routed_by_processor"]) | set(totals["processed_by_processor"]))
+        for pid in sorted(
+            set(totals["routed_by_processor"])
+            | set(totals["processed_by_processor"])
+            | set(totals["dead_lettered_by_processor"])
+        )
     }
     return {**totals, "processors": processors, "at": datetime.now(UTC).isoformat()}
 

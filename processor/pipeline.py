@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from app.kafka import ensure_topics, start_reliable_producer
 from app.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
-from app.models import DeadLetter, FrameResult, RoutedFrame, utcnow
+from app.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from app.settings import Settings
 from app.telemetry import context_from_headers, headers_for, tracer
 from processor.done import DoneMarkers
@@ -387,6 +387,7 @@ class FramePipeline:
             capability=routed.capability if routed else None,
             processor_id=self.config.processor_id,
             raw=raw if raw is not None else (routed.model_dump(mode="json") if routed else {}),
+            source=PROCESSOR_SOURCE,
         )
         key = (routed.frame_id if routed else (raw or {}).get("key") or "").encode()
         log.warning("dead-lettered %s (%s): %s", record.frame_id or "<unparsed>", reason, detail)
