@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -13,10 +16,11 @@ import redis.asyncio as aioredis
 
 from app.kafka import ensure_topics
 from app.settings import Settings
-from processor import Frame
+from processor import Frame, ProcessorClient
 from processor.done import DoneMarkers
 from processor.pipeline import RESULT_TOO_LARGE, FramePipeline, PipelineConfig
-from tests.integration.test_processor_sdk import _produce, _read_all, _routed, _wait_until
+from tests.conftest import env_of
+from tests.integration.test_processor_sdk import ROOT, _produce, _read_all, _routed, _wait_until
 
 pytestmark = pytest.mark.integration
 PID = "checksum"
@@ -113,3 +117,76 @@ async def test_a_pair_a_peer_finished_while_the_batch_ran_is_not_published_again
     assert pipeline.stats.duplicates == 1
     results = await _read_all(settings, settings.results_topic, expected=2)
     assert sorted(json.loads(r.value)["frame_id"] for r in results) == ["f-0", "f-2"]
+
+
+_FREEZING_REPLICA = """
+import asyncio, sys
+import redis.asyncio as aioredis
+from app.settings import load_settings
+from processor import ProcessorClient
+
+settings = load_settings()
+marker = sys.argv[1]
+
+async def process(frame):
+    if frame.routed.sequence == 5:
+        r = aioredis.Redis.from_url(settings.redis_url)
+        await r.set(marker, "1")
+        await r.aclose()
+        await asyncio.sleep(2)  # the test SIGSTOPs the replica in here, mid-batch
+    return {"replica": "frozen"}
+
+ProcessorClient(settings, "checksum", ["c"], process, max_batch=500).run_sync(register=False)
+"""
+
+
+@pytest.mark.faults_long
+async def test_a_replica_frozen_while_its_frames_failed_over_publishes_nothing_on_waking(
+    make_settings: Callable[..., Settings], unique: str
+) -> None:
+    settings = make_settings(broker_session_timeout=3.0)
+    await ensure_topics(
+        settings.bootstrap_servers,
+        [(settings.ready_topic(PID), 1), (settings.results_topic, settings.captured_partitions)],
+    )
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    marker = f"{unique}:frozen"
+    frames = 12
+    await produce(settings, redis, list(range(frames)))
+    frozen = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FREEZING_REPLICA, marker, env=env_of(settings), cwd=str(ROOT)
+    )
+    try:
+        await _wait_until_async(lambda: redis.exists(marker), 30, "the replica to hold its batch")
+        frozen.send_signal(signal.SIGSTOP)
+
+        async def survive(frame: Frame) -> dict[str, Any]:
+            return {"replica": "survivor"}
+
+        survivor = ProcessorClient(settings, PID, ["c"], survive)
+        task = asyncio.create_task(survivor.run(register=False))
+        try:
+            await _wait_until(lambda: survivor.stats.committed >= frames, 60, "the survivor to commit every frame")
+        finally:
+            await asyncio.wait_for(survivor.stop(), timeout=30)
+            await task
+        frozen.send_signal(signal.SIGCONT)
+        await asyncio.sleep(6)  # its sleep ends, its batch completes and would be published now
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            frozen.send_signal(signal.SIGCONT)
+            frozen.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(frozen.wait(), timeout=10)
+        await redis.aclose()
+
+    results = [json.loads(r.value) for r in await _read_all(settings, settings.results_topic, expected=frames)]
+    assert Counter(d["frame_id"] for d in results) == {f"f-{n}": 1 for n in range(frames)}
+    assert {d["result"]["replica"] for d in results} == {"survivor"}
+
+
+async def _wait_until_async(check: Callable[[], Awaitable[Any]], within: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
