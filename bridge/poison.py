@@ -49,6 +49,37 @@ def is_poison(deliveries: int, max_deliveries: int) -> bool:
     return deliveries > max_deliveries
 
 
+def elsewhere(deliveries: int, ours: int) -> int:
+    """Deliveries of an entry to bridges that are gone: the group's count less this process's reads.
+
+    A bridge retrying its own batch through a broker outage re-reads its pending entries every
+    few seconds; those reads say nothing about the entry, and counting them would dead-letter
+    every good frame pending when the broker came back. Only bridges that read the entry and
+    then died without acknowledging it (or this one, re-read after a crash) make it a poison pill.
+    """
+    return max(0, deliveries - ours)
+
+
+class ReadCounts:
+    """How often this process read each still-pending entry (bounded: cleared when it grows past
+    MAX_TRACKED, e.g. when other consumers claimed what this one read)."""
+
+    MAX_TRACKED = 100_000
+
+    def __init__(self) -> None:
+        self._reads: dict[str, int] = {}
+
+    def see(self, stream_id: str) -> int:
+        if len(self._reads) >= self.MAX_TRACKED and stream_id not in self._reads:
+            self._reads.clear()
+        count = self._reads[stream_id] = self._reads.get(stream_id, 0) + 1
+        return count
+
+    def forget(self, stream_ids: Sequence[str]) -> None:
+        for stream_id in stream_ids:
+            self._reads.pop(stream_id, None)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 

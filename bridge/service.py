@@ -119,6 +119,7 @@ class Bridge:
         self._serving = False
         self._served = asyncio.Event()
         self._released = False
+        self._reads = poison.ReadCounts()
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -305,8 +306,9 @@ class Bridge:
         send_error: BaseException | None = None
         limit = self.settings.bridge_max_deliveries
         for entry in entries:
+            ours = self._reads.see(entry.stream_id)
             try:
-                if deliveries and poison.is_poison(deliveries.get(entry.stream_id, 1), limit):
+                if deliveries and poison.is_poison(poison.elsewhere(deliveries.get(entry.stream_id, 1), ours), limit):
                     flights.append(await self._dead_letter(poison.poison_letter(entry, limit)))
                 else:
                     flights.append(await self._send(entry))
@@ -337,6 +339,7 @@ class Bridge:
         metrics.BRIDGE_FRAMES.labels("mirrored").inc(mirrored)
         metrics.BRIDGE_FRAMES.labels("dead_lettered").inc(dead)
         await self.source.ack(delivered)
+        self._reads.forget(delivered)
         metrics.BRIDGE_BATCH_SECONDS.observe(time.perf_counter() - started)
         if send_error is not None or failures:
             first = send_error or failures[0]

@@ -106,3 +106,23 @@ async def test_frames_refused_for_good_are_replaced_by_their_dead_letters() -> N
     # A refusal the broker may lift is left to fail the batch, so the entry stays pending.
     assert flights[2].reason is None and isinstance(results[2], NotLeaderForPartitionError)
     assert results[0] == "metadata"
+
+
+def test_only_deliveries_to_bridges_now_gone_make_a_poison_pill() -> None:
+    reads = poison.ReadCounts()
+    # This bridge retried its batch 20 times through a broker outage: 21 deliveries, all its own.
+    for _ in range(21):
+        ours = reads.see("7-0")
+    assert poison.elsewhere(21, ours) == 0
+    assert not poison.is_poison(poison.elsewhere(21, ours), 10)
+    # Eleven bridges before it read the entry and died: this one's first read is the 12th.
+    assert poison.is_poison(poison.elsewhere(12, reads.see("8-0")), 10)
+    reads.forget(["7-0", "8-0"])
+    assert reads.see("7-0") == 1
+
+
+def test_read_counts_stay_bounded() -> None:
+    reads = poison.ReadCounts()
+    for n in range(poison.ReadCounts.MAX_TRACKED + 5):
+        reads.see(f"{n}-0")
+    assert len(reads._reads) <= poison.ReadCounts.MAX_TRACKED
