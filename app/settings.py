@@ -97,7 +97,21 @@ class Settings(BaseSettings):
         0.25, ge=0, le=10, description="Bounded-load slack: a camera moves above (1+eps) x average load"
     )
     dedupe_window_seconds: float = Field(
-        600.0, gt=0, description="How long a (frame_id, capability) pair is remembered for dedupe"
+        120.0,
+        gt=0,
+        description="How long a (frame_id, capability) pair is remembered for dedupe; keep it above "
+        "BRIDGE_CLAIM_IDLE_MS plus the bridge's retry backoff",
+    )
+    dedupe_max_pairs: int = Field(
+        200_000,
+        ge=1_000,
+        description="Pairs remembered per captured partition (about 210 bytes each); the oldest go first",
+    )
+    router_linger_ms: int = Field(
+        5, ge=0, le=1_000, description="How long the router's producer waits to fill a request with more records"
+    )
+    faust_prometheus: bool = Field(
+        False, description="Also export Faust's own per-record sensor metrics (costs about 60 µs per record)"
     )
 
     # --- health and load -----------------------------------------------------------------
