@@ -7,12 +7,12 @@ imported inside their command so ``--help`` and ``check-config`` start fast.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import click
 
+from app.redact import redact_text
 from app.settings import ConfigurationError, Settings, load_settings
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
@@ -26,7 +26,6 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 _SECRET_NAMES = ("password", "secret", "token", "key")
 
 
@@ -37,7 +36,7 @@ def _redact(name: str, value: object) -> str:
     text = ",".join(value) if isinstance(value, list) else str(value)
     if any(word in name for word in _SECRET_NAMES):
         return "***" if text else ""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    return redact_text(text)
 
 
 def _csv(value: str | None) -> list[str] | None:
