@@ -218,6 +218,30 @@ def dev(
     sys.exit(run_dev(settings, options))
 
 
+@main.command()
+@click.option("--from-v1", "from_v1", is_flag=True, required=True, help="Migrate frame-buffer v1's Redis state.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--v1-group", default="frame-buffer-group", show_default=True, help="v1's group on CAPTURE_STREAM.")
+@click.option("--v1-queue", default="frame_queue", show_default=True, help="v1's stream of frames never dequeued.")
+@click.option("--v1-dlq", default="frame_dlq", show_default=True, help="v1's dead-letter stream.")
+@click.option("--v1-registry", default="processors:registry", show_default=True, help="v1's processor hash.")
+def migrate(from_v1: bool, dry_run: bool, v1_group: str, v1_queue: str, v1_dlq: str, v1_registry: str) -> None:
+    """Take over from frame-buffer v1 (stop v1 first; run before the first bridge).
+
+    Positions CAPTURE_GROUP so every entry v1 never acknowledged is mirrored once, replays
+    v1's queue into CAPTURE_STREAM, converts its dead letters to DEAD_LETTER_TOPIC and
+    registers its processors. A second run does nothing.
+    """
+    import asyncio
+
+    from migrate.command import migrate_from_v1
+    from migrate.v1 import V1Names
+
+    settings = _settings()
+    names = V1Names(group=v1_group, queue=v1_queue, dlq=v1_dlq, registry=v1_registry)
+    click.echo(asyncio.run(migrate_from_v1(settings, names, dry_run=dry_run)))
+
+
 @main.command("check-config")
 def check_config() -> None:
     """Print the configuration; exit 2 if invalid.
