@@ -79,6 +79,18 @@ def bridge() -> None:
 
 
 @main.command()
+def relay() -> None:
+    """Deliver routed frames to processors that read Redis streams (detektr's ProcessorClient).
+
+    For each processor registered with a `queue`, mirrors its topic into that stream; SIGTERM finishes the batches.
+    """
+    settings = _settings()
+    from relay.service import run_relay
+
+    run_relay(settings)
+
+
+@main.command()
 @click.option("--cameras", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Synthetic cameras.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Per camera.")
 @click.option(

@@ -146,7 +146,8 @@ def _json_or(value: Any) -> Any:
 
 
 def processor_spec(processor_id: str, value: str) -> ProcessorSpec:
-    """A ``processors:registry`` entry as the spec our REST API takes; v1-only fields go to metadata."""
+    """A ``processors:registry`` entry as the spec our REST API takes, its ``queue`` kept; v1's
+    endpoints go to ``metadata.v1``."""
     try:
         doc = json.loads(value)
     except (ValueError, RecursionError):
@@ -163,13 +164,16 @@ def processor_spec(processor_id: str, value: str) -> ProcessorSpec:
         capacity = int(doc.get("capacity", 10))
     except (TypeError, ValueError):
         raise NotImportable(f"capacity {doc.get('capacity')!r:.40} is not an integer") from None
-    v1 = {k: redact_value(doc[k]) for k in ("queue", "endpoint", "health_endpoint") if doc.get(k)}
+    queue = doc.get("queue")
+    v1 = {k: redact_value(doc[k]) for k in ("endpoint", "health_endpoint") if doc.get(k)}
     try:
         return ProcessorSpec(
             id=processor_id,
             capabilities=capabilities,
             capacity=capacity,
             partitions=None,
+            # detektr's processors read this stream: the relay goes on delivering there.
+            queue=queue if isinstance(queue, str) and queue else None,
             metadata=redact_value({**metadata, "v1": v1}) if v1 else redact_value(metadata),
         )
     except ValidationError as exc:

@@ -14,6 +14,7 @@ SUBCOMMANDS = [
     [],
     ["worker"],
     ["bridge"],
+    ["relay"],
     ["capture"],
     ["processor"],
     ["dev"],

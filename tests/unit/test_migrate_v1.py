@@ -107,7 +107,9 @@ def test_a_v1_dead_letter_without_reason() -> None:
 def test_a_v1_registry_entry_is_a_spec() -> None:
     spec = processor_spec("yolo-1", v1_registry_value("yolo-1"))
     assert spec.id == "yolo-1" and spec.capabilities == ["object_detection"] and spec.capacity == 10
-    assert spec.metadata == {"gpu": True, "v1": {"queue": "frames:ready:yolo-1"}}
+    assert spec.metadata == {"gpu": True} and spec.queue == "frames:ready:yolo-1"
+    spec = processor_spec("p", v1_registry_value("p", endpoint="http://u:pw@p:80/x"))
+    assert spec.metadata["v1"] == {"endpoint": "http://u:***@p:80/x"}
 
 
 def test_plain_json_values_are_read_too() -> None:
@@ -127,6 +129,7 @@ def test_plain_json_values_are_read_too() -> None:
         ("p", v1_registry_value("p", capacity="0"), "capacity"),
         ("p", v1_registry_value("p", metadata="[1]"), "metadata"),
         ("bad id!", v1_registry_value("bad id!"), "id"),
+        ("p", v1_registry_value("p", queue="no spaces"), "queue"),
     ],
 )
 def test_a_registry_entry_that_is_no_spec_says_why(pid: str, value: str, why: str) -> None:
