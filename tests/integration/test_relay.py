@@ -66,6 +66,7 @@ async def test_a_detektr_processor_gets_every_frame_once_with_its_pixels(
         assert pending["pending"] == 0
         assert relay.deliveries[pid][0].delivered == len(frames)
         assert await processor.stop() == 204
+        await wait_until(lambda: pid not in relay.deliveries, 30, what="the relay to let go of the deregistered")
     finally:
         relay.request_stop()
         await relaying

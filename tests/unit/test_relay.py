@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agents.registry_fold import fold_control
 from app.models import ControlEvent, ProcessorSpec, RoutedFrame
+from app.settings import Settings
 from relay.fields import stream_fields
-from relay.queues import Queue, fold_queue
+from relay.queues import Queue, processor_key, queue_of, registry_changelog
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -97,14 +99,25 @@ def spec(queue: str | None, capacity: int = 10) -> ProcessorSpec:
     return ProcessorSpec(id="p", capabilities=["x"], capacity=capacity, partitions=None, queue=queue)
 
 
-def test_queues_follow_registration() -> None:
-    registered = fold_queue(None, ControlEvent(kind="register", processor_id="p", spec=spec("frames:ready:p")))
-    assert registered == Queue("p", "frames:ready:p", 10)
-    assert fold_queue(registered, ControlEvent(kind="heartbeat", processor_id="p")) == registered
-    updated = fold_queue(registered, ControlEvent(kind="update", processor_id="p", spec=spec("frames:ready:p", 20)))
-    assert updated == Queue("p", "frames:ready:p", 20)
-    assert fold_queue(updated, ControlEvent(kind="register", processor_id="p", spec=spec(None))) is None
-    assert fold_queue(updated, ControlEvent(kind="deregister", processor_id="p")) is None
+def record(queue: str | None, capacity: int = 10) -> bytes:
+    """A registry changelog value, as fold_control makes it."""
+    event = ControlEvent(kind="register", processor_id="p", spec=spec(queue, capacity))
+    return json.dumps(fold_control(None, event, Settings())).encode()
+
+
+def test_a_processor_has_a_queue_when_its_record_names_one() -> None:
+    assert queue_of(record("frames:ready:p", 20)) == Queue("p", "frames:ready:p", 20)
+    assert queue_of(record(None)) is None
+    assert queue_of(None) is None and queue_of(b"null") is None and queue_of(b"{oops") is None
+
+
+@pytest.mark.parametrize(("key", "pid"), [(b"p-1", "p-1"), (b'"p-1"', "p-1"), (None, ""), (b'"bad', '"bad')])
+def test_changelog_keys(key: bytes | None, pid: str) -> None:
+    assert processor_key(key) == pid
+
+
+def test_the_changelog_is_the_workers_registry_table() -> None:
+    assert registry_changelog("fo") == "fo-processors-changelog"
 
 
 @pytest.mark.parametrize("queue", ["", "has space", ":leading", "x" * 201])
