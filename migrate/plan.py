@@ -13,6 +13,8 @@ from migrate.v1 import NotImportable, V1Names, dead_letter, processor_spec, repl
 
 # Where an empty group starts: every entry of the stream is new to it.
 FROM_START = "0"
+# A v1 consumer that read more recently than this may still be running.
+V1_ACTIVE_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class V1Group:
     last_delivered: str
     pending: tuple[str, ...]  # delivered to v1, never acknowledged, still in the stream
     pending_gone: tuple[str, ...] = ()  # pending in v1 but trimmed or deleted from the stream
+    idle_ms: int | None = None  # since the most recent read of any v1 consumer; None: it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +89,15 @@ def _group_step(snap: Snapshot) -> tuple[GroupStep | None, list[Skip], list[str]
         Skip(f"v1 pending entry {sid}", "no longer in the stream (trimmed or deleted): its content is gone")
         for sid in v1.pending_gone
     ]
+    notes = []
+    if v1.idle_ms is not None and v1.idle_ms < V1_ACTIVE_MS:
+        notes.append(
+            f"a v1 consumer read {v1.idle_ms / 1000:.1f} s ago: if v1 still runs, the entries it reads"
+            " from now on reach processors on both sides (stop v1 before migrating)"
+        )
     # Ours starts where v1's reading stopped, and what v1 read but never acknowledged is handed
     # over as pending: each such entry once, and none v1 acknowledged, however they interleave.
-    return GroupStep(v1.last_delivered, v1.pending), skips, []
+    return GroupStep(v1.last_delivered, v1.pending), skips, notes
 
 
 def plan(snap: Snapshot) -> Plan:
@@ -113,19 +122,23 @@ def report(p: Plan, snap: Snapshot, dry_run: bool) -> str:
     """The lines ``migrate`` prints: the same for a dry run (in the conditional) and a real one."""
     if p.already_done is not None:
         return f"already migrated from v1 (finished {p.already_done}): nothing to do, nothing changed"
-    will = "would" if dry_run else "did"
+
+    def done(past: str) -> str:
+        return f"would be {past}" if dry_run else past
+
     lines = [f"migration from frame-buffer v1{' (dry run: nothing changed)' if dry_run else ''}:"]
     if p.group is not None:
         lines.append(
-            f"  group {snap.group} on {snap.stream}: starts after {p.group.start_id};"
-            f" {len(p.group.handover)} entries v1 read but never acknowledged handed to it as pending"
+            f"  group {snap.group} on {snap.stream} {done('created')}, reading after {p.group.start_id};"
+            f" {len(p.group.handover)} entries v1 read but never acknowledged {done('handed')} to it as pending"
         )
     unparsed = sum(1 for letter in p.dead_letters if isinstance(letter.raw.get("frame"), str))
     lines += [
-        f"  {snap.names.queue}: {len(p.replays)} frames {will} replay into {snap.stream}, then removed",
-        f"  {snap.names.dlq}: {len(p.dead_letters)} dead letters {will} convert"
+        f"  {snap.names.queue}: {len(p.replays)} frames {done('replayed')} into {snap.stream}"
+        " and removed from the queue",
+        f"  {snap.names.dlq}: {len(p.dead_letters)} dead letters {done('converted')}"
         f" ({unparsed} unparseable, kept as raw text)",
-        f"  {snap.names.registry}: {len(p.processors)} processors {will} register (healthy once they heartbeat)",
+        f"  {snap.names.registry}: {len(p.processors)} processors {done('registered')} (healthy once they heartbeat)",
     ]
     lines += [f"  note: {note}" for note in p.notes]
     lines += [f"  skipped {skip.what}: {skip.why}" for skip in p.skipped]

@@ -80,10 +80,12 @@ async def read_snapshot(redis: Redis, *, app_id: str, stream: str, group: str, n
     if info is not None:
         pending = await _pending_ids(redis, stream, names.group)
         present = await _present(redis, stream, pending)
+        consumers: Any = await redis.xinfo_consumers(stream, names.group)
         v1_group = V1Group(
             last_delivered=str(info["last-delivered-id"]),
             pending=tuple(sid for sid in pending if sid in present),
             pending_gone=tuple(sid for sid in pending if sid not in present),
+            idle_ms=min((int(c["idle"]) for c in consumers), default=None),
         )
     registry: Any = await redis.hgetall(names.registry)  # type: ignore[misc]
     return Snapshot(

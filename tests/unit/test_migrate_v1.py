@@ -166,10 +166,17 @@ def test_the_plan_hands_over_exactly_what_v1_never_acknowledged() -> None:
     assert [spec.id for spec in p.processors] == ["ok-1"]
     assert {skip.what for skip in p.skipped} == {"v1 pending entry 22-0", "processor 'bad'"}
     text = report(p, snap, dry_run=False)
-    assert "starts after 30-0; 2 entries v1 read but never acknowledged" in text
-    assert "1 frames did replay" in text and "2 dead letters did convert (1 unparseable" in text
-    assert "1 processors did register" in text and "skipped processor 'bad': registry value is not JSON" in text
-    assert report(p, snap, dry_run=True).replace("would", "did").replace(" (dry run: nothing changed)", "") == text
+    assert "reading after 30-0; 2 entries v1 read but never acknowledged handed" in text
+    assert "1 frames replayed" in text and "2 dead letters converted (1 unparseable" in text
+    assert "1 processors registered" in text and "skipped processor 'bad': registry value is not JSON" in text
+    assert report(p, snap, dry_run=True).replace("would be ", "").replace(" (dry run: nothing changed)", "") == text
+
+
+def test_a_v1_that_may_still_run_is_pointed_out() -> None:
+    recent = V1Group(last_delivered="30-0", pending=(), idle_ms=1500)
+    assert any("1.5 s ago" in note for note in plan(snapshot(v1_group=recent)).notes)
+    stopped = V1Group(last_delivered="30-0", pending=(), idle_ms=600_000)
+    assert not plan(snapshot(v1_group=stopped)).notes
 
 
 def test_without_a_v1_group_everything_in_the_stream_is_new() -> None:
