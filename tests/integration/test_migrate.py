@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from migrate.command import migrate_from_v1
 from migrate.state import marker_key
 from migrate.v1 import V1Names
 from tests.detektr import capture_entry
+from tests.integration.cluster import Cluster, http_json, wait_ready
+from tests.integration.cluster import wait_until as cluster_wait
 from tests.integration.test_bridge import read_topic, wait_until
 from tests.unit.test_migrate_v1 import v1_registry_value
 
@@ -167,3 +170,40 @@ def test_the_command_line_runs_it_once(make_settings: Callable[..., Settings], u
     assert "0 frames replayed" in first.output and "reads the stream from its start" in first.output
     second = CliRunner().invoke(main, args, env=env)
     assert second.exit_code == 0 and "nothing to do" in second.output
+
+
+async def test_imported_processors_are_healthy_only_once_they_heartbeat(
+    make_settings: Callable[..., Settings], unique: str, tmp_path: Path
+) -> None:
+    settings = make_settings(heartbeat_interval=1.0)
+    names = V1Names(group=f"v1-{unique}", queue=f"fq-{unique}", dlq=f"dlq-{unique}", registry=f"reg-{unique}")
+    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        await redis.hset(names.registry, "yolo-1", v1_registry_value("yolo-1"))
+    finally:
+        await redis.aclose()
+    assert "1 processors registered" in await migrate_from_v1(settings, names, dry_run=False)
+
+    cluster = Cluster(settings, tmp_path / "logs")
+    worker, url = cluster.worker("worker-1")
+    try:
+        await wait_ready(url, proc=worker)
+
+        async def status() -> Any:
+            code, body = await http_json("GET", f"{url}/api/v1/processors/yolo-1")
+            return body if code == 200 else None
+
+        imported = await cluster_wait(status, 30, what="the imported processor")
+        assert imported["status"] == "unhealthy" and imported["queue"] == "frames:ready:yolo-1"
+        await asyncio.sleep(3.0)
+        assert (await status())["status"] == "unhealthy"  # no heartbeat, no health
+
+        async def healthy_after_heartbeat() -> bool:
+            await http_json(
+                "POST", f"{url}/api/v1/processors/heartbeat", {"processor_id": "yolo-1", "status": "healthy"}
+            )
+            return (await status())["status"] == "healthy"
+
+        await cluster_wait(healthy_after_heartbeat, 60, interval=1.0, what="health after heartbeats")
+    finally:
+        cluster.close()
