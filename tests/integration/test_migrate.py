@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
 
+import migrate.apply
+import migrate.state
 from app.cli import main
 from app.settings import Settings
 from bridge.service import Bridge
@@ -87,9 +89,13 @@ async def topics_of(settings: Settings) -> set[str]:
         await admin.close()
 
 
+@pytest.mark.parametrize("page", [1000, 2], ids=["one-page", "paged"])
 async def test_migration_from_v1_loses_nothing_repeats_nothing_and_runs_once(
-    make_settings: Callable[..., Settings], unique: str
+    make_settings: Callable[..., Settings], unique: str, page: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Small pages and batches make every read and write of the migration take several rounds.
+    monkeypatch.setattr(migrate.state, "PAGE", page)
+    monkeypatch.setattr(migrate.apply, "BATCH", max(1, page // 2))
     settings = make_settings(bridge_block_ms=100)
     names = V1Names(group=f"v1-{unique}", queue=f"fq-{unique}", dlq=f"dlq-{unique}", registry=f"reg-{unique}")
     redis = aioredis.from_url(settings.redis_url, decode_responses=True)
