@@ -55,7 +55,7 @@ async def apply_redis(p: Plan, snap: Snapshot, redis: Redis, app_id: str) -> Non
             await tx.execute()
 
 
-async def apply_kafka(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
+async def convert_dead_letters(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
     key = marker_key(settings.app_id)
     for start in range(0, len(p.dead_letters), BATCH):
         chunk = p.dead_letters[start : start + BATCH]
@@ -69,26 +69,28 @@ async def apply_kafka(p: Plan, settings: Settings, producer: AIOKafkaProducer, r
         ]
         await asyncio.gather(*futures)
         await redis.hset(key, "dlq_through", chunk[-1].stream_id or "")  # type: ignore[misc]
-    if p.processors:
-        # As if it registered over REST, but with its last heartbeat long gone: the health monitor
-        # sees it unhealthy at once, and only heartbeats from the processor itself bring it back.
-        stale = utcnow() - timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses + 1)
-        futures = []
-        for spec in p.processors:
-            events = [
-                ControlEvent(kind="register", processor_id=spec.id, spec=spec, at=stale),
-                ControlEvent(
-                    kind="status", processor_id=spec.id, status=ProcessorStatus.UNHEALTHY, reason=UNHEALTHY_REASON
-                ),
-            ]
-            for event in events:
-                futures.append(
-                    await producer.send(
-                        settings.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode()
-                    )
+
+
+async def register_processors(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
+    # As if it registered over REST, but with its last heartbeat long gone: the health monitor
+    # sees it unhealthy at once, and only heartbeats from the processor itself bring it back.
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses + 1)
+    futures = []
+    for spec in p.processors:
+        events = [
+            ControlEvent(kind="register", processor_id=spec.id, spec=spec, at=stale),
+            ControlEvent(
+                kind="status", processor_id=spec.id, status=ProcessorStatus.UNHEALTHY, reason=UNHEALTHY_REASON
+            ),
+        ]
+        for event in events:
+            futures.append(
+                await producer.send(
+                    settings.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode()
                 )
-        await asyncio.gather(*futures)
-    await redis.hset(key, "registry_done", "1")  # type: ignore[misc]
+            )
+    await asyncio.gather(*futures)
+    await redis.hset(marker_key(settings.app_id), "registry_done", "1")  # type: ignore[misc]
 
 
 async def finish(redis: Redis, app_id: str, report_text: str) -> None:

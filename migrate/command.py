@@ -6,7 +6,7 @@ import redis.asyncio as aioredis
 
 from app.kafka import ensure_topics, start_reliable_producer
 from app.settings import Settings
-from migrate.apply import apply_kafka, apply_redis, finish
+from migrate.apply import apply_redis, convert_dead_letters, finish, register_processors
 from migrate.plan import plan, report
 from migrate.state import read_snapshot
 from migrate.v1 import V1Names
@@ -35,7 +35,8 @@ async def migrate_from_v1(settings: Settings, names: V1Names, *, dry_run: bool) 
         await ensure_topics(settings.bootstrap_servers, topics, settings.topic_replication_factor)
         producer = await start_reliable_producer(settings.bootstrap_servers, "migrate-from-v1")
         try:
-            await apply_kafka(p, settings, producer, redis)
+            await convert_dead_letters(p, settings, producer, redis)
+            await register_processors(p, settings, producer, redis)
         finally:
             await producer.stop()
         await finish(redis, settings.app_id, text)

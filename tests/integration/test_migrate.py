@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
 
 import migrate.apply
+import migrate.command
 import migrate.state
 from app.cli import main
 from app.settings import Settings
 from bridge.service import Bridge
 from migrate.command import migrate_from_v1
+from migrate.plan import Plan
 from migrate.state import marker_key
 from migrate.v1 import V1Names
 from tests.detektr import capture_entry
@@ -213,3 +216,36 @@ async def test_imported_processors_are_healthy_only_once_they_heartbeat(
         await cluster_wait(healthy_after_heartbeat, 60, interval=1.0, what="health after heartbeats")
     finally:
         cluster.close()
+
+
+async def test_an_interrupted_migration_resumes_without_repeating(
+    make_settings: Callable[..., Settings], unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(bridge_block_ms=100)
+    names = V1Names(group=f"v1-{unique}", queue=f"fq-{unique}", dlq=f"dlq-{unique}", registry=f"reg-{unique}")
+    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        v1 = await build_v1_state(redis, settings, names)
+    finally:
+        await redis.aclose()
+
+    real_convert = migrate.command.convert_dead_letters
+
+    async def crash_after_two_letters(p: Plan, *args: Any) -> None:
+        await real_convert(replace(p, dead_letters=p.dead_letters[:2]), *args)
+        raise RuntimeError("killed mid-migration")
+
+    monkeypatch.setattr(migrate.command, "convert_dead_letters", crash_after_two_letters)
+    with pytest.raises(RuntimeError, match="killed"):
+        await migrate_from_v1(settings, names, dry_run=False)
+    monkeypatch.setattr(migrate.command, "convert_dead_letters", real_convert)
+
+    resumed = await migrate_from_v1(settings, names, dry_run=False)
+    assert "positioned by an earlier, interrupted run" in resumed
+    assert "0 frames replayed" in resumed and "2 dead letters converted" in resumed
+    assert "2 processors registered" in resumed
+    assert "nothing to do" in await migrate_from_v1(settings, names, dry_run=False)
+
+    dead = await read_topic(settings, settings.dead_letter_topic, lambda rs: len(rs) >= 4)
+    converted = Counter(json.loads(r.value)["stream_id"] for r in dead if r.value is not None)
+    assert converted == Counter(v1["dlq_ids"])
