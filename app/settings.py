@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     # --- capture side ----------------------------------------------------------------
     capture_stream: str = Field("frames:metadata", description="Redis stream the capture services write")
     capture_group: str = Field("frame-orchestrator", description="Consumer group of the bridge on the capture stream")
+    capture_naive_timezone: str = Field(
+        "UTC",
+        description="IANA zone of a capture timestamp written without offset, e.g. Europe/Warsaw"
+        " (an epoch capture_timestamp wins over it)",
+    )
 
     # --- topics ------------------------------------------------------------------------
     captured_topic: str = Field("frames.captured", description="Kafka topic the bridge writes, keyed by camera_id")
@@ -193,6 +199,15 @@ class Settings(BaseSettings):
                 raise ValueError("must be kafka://host:port (comma-separated for several)")
         return value if value.startswith("kafka://") else f"kafka://{value}"
 
+    @field_validator("capture_naive_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Warsaw") from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -207,6 +222,11 @@ class Settings(BaseSettings):
         if self.broker_session_timeout > 90:
             raise ValueError("BROKER_SESSION_TIMEOUT must not exceed the 90 s request timeout")
         return self
+
+    @property
+    def capture_timezone(self) -> ZoneInfo:
+        """The zone a naive capture timestamp is read in."""
+        return ZoneInfo(self.capture_naive_timezone)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -114,6 +114,7 @@ class Bridge:
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
         self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
+        self._naive_tz = settings.capture_timezone
         self._producer: AIOKafkaProducer | None = None
         self._sink: KafkaSink | None = None
         self.state = State.RUNNING
@@ -342,7 +343,7 @@ class Bridge:
     def _prepare(self, entry: Entry) -> _Ready | DeadLetter:
         if not entry.fields:
             return letters.for_deleted(entry.stream_id)
-        outcome = parse_entry(entry.fields, entry.stream_id)
+        outcome = parse_entry(entry.fields, entry.stream_id, naive_tz=self._naive_tz)
         frame = outcome.frame
         if frame is None:
             assert outcome.error is not None

@@ -14,10 +14,12 @@ SUBCOMMANDS = [
     [],
     ["worker"],
     ["bridge"],
+    ["relay"],
     ["capture"],
     ["processor"],
     ["dev"],
     ["check-config"],
+    ["migrate"],
     ["stack"],
     ["stack", "up"],
     ["stack", "down"],
@@ -35,7 +37,7 @@ def test_help_of_every_subcommand(args: list[str]) -> None:
 
 def test_main_help_lists_the_public_subcommands_only() -> None:
     output = CliRunner().invoke(main, ["--help"]).output
-    for name in ("worker", "bridge", "capture", "processor", "dev", "check-config", "stack"):
+    for name in ("worker", "bridge", "capture", "processor", "dev", "check-config", "migrate", "stack"):
         assert name in output
     stack_help = CliRunner().invoke(main, ["stack", "--help"]).output
     assert "up" in stack_help and "down" in stack_help
@@ -113,3 +115,9 @@ def test_processor_kinds_and_dev_capabilities_match_the_samples() -> None:
     for sample, capability in SAMPLE_CAPABILITIES.items():
         # dev's capture asks for this capability so that frames reach the sample.
         assert capability in build_sample(Settings(), sample).spec.capabilities
+
+
+def test_migrate_names_its_source() -> None:
+    result = CliRunner().invoke(main, ["migrate", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--from-v1" in result.output
