@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -87,7 +88,7 @@ class _Ready:
     frame: FrameEvent
     value: bytes
     raw: dict[str, str]
-    span: Span
+    span: Span | None
     headers: list[tuple[str, bytes]]
 
 
@@ -340,6 +341,12 @@ class Bridge:
                 f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
             )
 
+    def _traced(self) -> bool:
+        tracer = self._tracer
+        if isinstance(tracer, trace.ProxyTracer):  # the global tracer: real once an SDK provider is set
+            return isinstance(trace.get_tracer_provider(), SdkTracerProvider)
+        return not isinstance(tracer, trace.NoOpTracer)
+
     def _prepare(self, entry: Entry) -> _Ready | DeadLetter:
         if not entry.fields:
             return letters.for_deleted(entry.stream_id)
@@ -348,10 +355,14 @@ class Bridge:
         if frame is None:
             assert outcome.error is not None
             return letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw)
-        parent = context_from_traceparent(frame.traceparent, frame.tracestate)
-        span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
-        headers: list[tuple[str, bytes]] = []
-        if span.is_recording():
+        span: Span | None = None
+        if not self._traced():
+            # Without a recording tracer a span costs a context parse and an object per frame for
+            # nothing: the capture's own trace context travels on unchanged.
+            headers = _trace_headers(frame)
+        else:
+            parent = context_from_traceparent(frame.traceparent, frame.tracestate)
+            span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
@@ -364,7 +375,7 @@ class Bridge:
     async def _send_frames(self, partition: int, frames: list[_Ready]) -> _InFlight:
         assert self._sink is not None
         ids = [f.stream_id for f in frames]
-        spans = [f.span for f in frames]
+        spans = [f.span for f in frames if f.span is not None]
         try:
             if len(frames) == 1:
                 only = frames[0]
@@ -375,8 +386,9 @@ class Bridge:
             if len(frames) > 1:
                 raise  # envelopes are capped far below the limit; only a lone frame is refused
             only = frames[0]
-            only.span.set_status(Status(StatusCode.ERROR, "record too large"))
-            only.span.end()
+            if only.span is not None:
+                only.span.set_status(Status(StatusCode.ERROR, "record too large"))
+                only.span.end()
             record = letters.letter(
                 letters.TOO_LARGE_REASON,
                 f"the frame's record is larger than the producer accepts ({exc})",
@@ -446,6 +458,15 @@ def run_bridge(settings: Settings) -> None:
         asyncio.run(_serve_until_signalled(settings))
     finally:
         provider.shutdown()
+
+
+def _trace_headers(frame: FrameEvent) -> list[tuple[str, bytes]]:
+    if not frame.traceparent:
+        return []
+    headers = [("traceparent", frame.traceparent.encode())]
+    if frame.tracestate:
+        headers.append(("tracestate", frame.tracestate.encode()))
+    return headers
 
 
 async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
