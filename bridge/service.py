@@ -295,9 +295,10 @@ class Bridge:
         flights: list[_InFlight] = []
         send_error: BaseException | None = None
         by_partition: dict[int, list[_Ready]] = {}
+        traced = self._traced()
         try:
             for entry in entries:
-                prepared = self._prepare(entry)
+                prepared = self._prepare(entry, traced)
                 if isinstance(prepared, DeadLetter):
                     flights.append(await self._dead_letter(prepared))
                 else:
@@ -347,7 +348,7 @@ class Bridge:
             return isinstance(trace.get_tracer_provider(), SdkTracerProvider)
         return not isinstance(tracer, trace.NoOpTracer)
 
-    def _prepare(self, entry: Entry) -> _Ready | DeadLetter:
+    def _prepare(self, entry: Entry, traced: bool) -> _Ready | DeadLetter:
         if not entry.fields:
             return letters.for_deleted(entry.stream_id)
         outcome = parse_entry(entry.fields, entry.stream_id, naive_tz=self._naive_tz)
@@ -356,7 +357,7 @@ class Bridge:
             assert outcome.error is not None
             return letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw)
         span: Span | None = None
-        if not self._traced():
+        if not traced:
             # Without a recording tracer a span costs a context parse and an object per frame for
             # nothing: the capture's own trace context travels on unchanged.
             headers = _trace_headers(frame)
