@@ -70,6 +70,9 @@ class HealthWatch:
         samples = await self.sampler.sample(watches)
         now = time.time()
         for pid, rec in records.items():
+            if self.health.status(pid) is ProcessorStatus.DRAINING and rec.status is not ProcessorStatus.DRAINING:
+                # The processor ended its draining itself (registry fold); judge it afresh from there.
+                self.health.forget(pid)
             # A new leader starts from the registry's verdicts, not from "all healthy".
             self.health.track(pid, rec.status, now)
             stamp = rec.last_heartbeat.isoformat()

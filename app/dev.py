@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -76,6 +77,10 @@ def dev_settings(base: Settings, kafka_url: str, redis_url: str, data_dir: Path)
         web_host="127.0.0.1",
         web_advertised_host="127.0.0.1",
     )
+    if base.api_token is None:
+        # One token per dev run, shared by its workers and processors: nothing else may write.
+        token = secrets.token_urlsafe(24)
+        values.update(api_token=token, orchestrator_token=token)
     return Settings(**values)
 
 

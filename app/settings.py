@@ -12,10 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+MIN_TOKEN_LENGTH = 16
 
 
 class ConfigurationError(SystemExit):
@@ -138,10 +140,30 @@ class Settings(BaseSettings):
     processor_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of an SDK processor's /metrics (0 disables)"
     )
+    processor_max_partitions: int = Field(
+        64, ge=1, le=1024, description="Most partitions a processor may ask for at registration"
+    )
     orchestrator_url: str = Field(
         "http://localhost:6066", description="Base URL of the orchestrator web API, for processors"
     )
+    orchestrator_token: SecretStr | None = Field(
+        None, description="Token an SDK processor sends to ORCHESTRATOR_URL (the workers' API_TOKEN)"
+    )
     frame_ttl_seconds: int = Field(300, ge=1, description="TTL of the pixel bytes the synthetic capture stores")
+
+    # --- API access ---------------------------------------------------------------------------
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token of REST writes (register, heartbeat); unset: writes only from loopback"
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="When set, PUT and DELETE of a processor need it (a draining one may still leave)"
+    )
+    api_read_auth: bool = Field(False, description="Reads of the REST API need API_TOKEN (or ADMIN_TOKEN) too")
+    web_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins besides a worker's own that may send writes (comma-separated)",
+    )
+    metrics_host: str = Field("0.0.0.0", description="Interface the bridge's and SDK processors' /metrics bind to")
 
     # --- telemetry ----------------------------------------------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -151,7 +173,7 @@ class Settings(BaseSettings):
     otel_service_name: str = Field("frame-orchestrator", description="service.name of the traces")
     log_level: str = Field("info", description="crit, error, warn, info or debug")
 
-    @field_validator("default_capabilities", mode="before")
+    @field_validator("default_capabilities", "web_allowed_origins", mode="before")
     @classmethod
     def _split_capabilities(cls, value: Any) -> Any:
         return _csv(value)
@@ -179,6 +201,22 @@ class Settings(BaseSettings):
                 raise ValueError("must be kafka://host:port (comma-separated for several)")
         return value if value.startswith("kafka://") else f"kafka://{value}"
 
+    @field_validator("api_token", "admin_token", "orchestrator_token")
+    @classmethod
+    def _token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short token can be guessed over the network; an empty one is a typo, not "off".
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (unset it to turn it off)")
+        return value
+
+    @field_validator("web_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN_RE.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
+        return [origin.lower() for origin in value]
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -203,6 +241,8 @@ class Settings(BaseSettings):
         """The environment a child process needs to run with exactly these settings."""
         env = dict(os.environ if base is None else base)
         for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is None:
                 env.pop(name.upper(), None)
             elif isinstance(value, list):

@@ -12,19 +12,21 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from faust import web
 from pydantic import ValidationError
 
+from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
 from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
-from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
 BRIDGE_KEY_SCAN = 100
+HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
 
 class BodyError(Exception):
@@ -59,6 +61,12 @@ def register_web(orch: Orchestrator) -> None:
     app.web.blueprints._enabled = [
         (prefix, bp) for prefix, bp in app.web.blueprints._enabled if "production_index" not in str(bp)
     ]
+
+    policy = AccessPolicy.from_settings(settings)
+    # The aiohttp driver's own application: Faust has no hook for middlewares.
+    cast(Any, app.web).web_app.middlewares.append(access_middleware(policy))
+    if settings.api_token is None:
+        log.warning("API_TOKEN is not set: the REST API takes writes from loopback clients only")
 
     async def publish(event: ControlEvent) -> None:
         await topics.control.send(key=event.processor_id.encode(), value=event.model_dump_json().encode())
@@ -120,10 +128,11 @@ def register_web(orch: Orchestrator) -> None:
             pid = body.get("processor_id")
             status = body.get("status", "healthy")
             errors = []
-            if not isinstance(pid, str) or not pid:
-                errors.append({"field": "processor_id", "message": "required string"})
-            if status not in {s.value for s in ProcessorStatus}:
-                errors.append({"field": "status", "message": f"one of {[s.value for s in ProcessorStatus]}"})
+            if not isinstance(pid, str) or not PROCESSOR_ID_RE.match(pid):
+                errors.append({"field": "processor_id", "message": "required: a registered processor id"})
+            # The other statuses are the health monitor's verdicts, never a processor's claim.
+            if status not in HEARTBEAT_STATUSES:
+                errors.append({"field": "status", "message": f"one of {sorted(HEARTBEAT_STATUSES)}"})
             if errors or not isinstance(pid, str):
                 return unprocessable(self, errors)
             if tables.registry.get(pid) is None:
@@ -134,7 +143,7 @@ def register_web(orch: Orchestrator) -> None:
                         kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
                     )
                 )
-            await publish(ControlEvent(kind="heartbeat", processor_id=pid))
+            await publish(ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status)))
             return self.json({"processor_id": pid, "accepted": True})
 
     @app.page("/api/v1/processors/search/")
@@ -162,10 +171,18 @@ def register_web(orch: Orchestrator) -> None:
             return self.json(processor_json(record))
 
         async def put(self, request: web.Request, processor_id: str) -> web.Response:
+            refusal = admin_refusal(policy, request_role(request))
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
             return await upsert(self, request, "update", processor_id)
 
         async def delete(self, request: web.Request, processor_id: str) -> web.Response:
-            if tables.registry.get(processor_id) is None:
+            record = tables.registry.get(processor_id)
+            leaving = record is not None and record.get("status") == ProcessorStatus.DRAINING.value
+            refusal = admin_refusal(policy, request_role(request), may_leave=leaving)
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
+            if record is None:
                 return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
             await publish(ControlEvent(kind="deregister", processor_id=processor_id))
             await wait_registry(processor_id, lambda r: r is None)

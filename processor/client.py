@@ -179,7 +179,7 @@ class ProcessorClient:
     # --- helpers ---------------------------------------------------------------------------
     async def _run_registered(self) -> None:
         async with aiohttp.ClientSession() as session:
-            self._api = OrchestratorAPI(session, self.settings.orchestrator_url)
+            self._api = OrchestratorAPI(session, self.settings.orchestrator_url, self.settings.orchestrator_token)
             try:
                 if not await self._until_stopped(self.register()):
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
 from app.kafka import ensure_topics
+from tests.conftest import TEST_API_TOKEN
 from tests.integration.cluster import Cluster, http_json, produce_frames, read_topic, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
@@ -92,7 +94,9 @@ async def test_invalid_bodies_are_422_naming_the_field(worker_url: tuple[Cluster
     async with (
         aiohttp.ClientSession() as session,
         session.post(
-            f"{url}/api/v1/processors/register", data=b"{nope", headers={"content-type": "application/json"}
+            f"{url}/api/v1/processors/register",
+            data=b"{nope",
+            headers={"content-type": "application/json", "authorization": f"Bearer {TEST_API_TOKEN}"},
         ) as resp,
     ):
         assert resp.status == 422
@@ -145,3 +149,114 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
     assert 'frame_buffer_frames_routed_total{capability="tracking",processor_id="tracker"} 5.0' in text
     assert 'frame_buffer_frames_dropped_total{reason="no_capable_processor"} 1.0' in text
     assert health["ready"] is True and health["redis"] is True and health["partitions_assigned"] > 0
+
+
+async def raw_request(method: str, url: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as resp:
+        text = await resp.text()
+        return resp.status, dict(resp.headers), (json.loads(text) if text else None)
+
+
+async def test_forged_writes_are_refused_and_leave_the_processor_alone(worker_url: tuple[Cluster, str]) -> None:
+    _, url = worker_url
+    api = f"{url}/api/v1/processors"
+    status, body = await http_json("POST", f"{api}/register", {"id": "cam-ai", "capabilities": ["x"], "capacity": 5})
+    assert status == 201, body
+
+    forgeries: list[tuple[str, str, Any]] = [
+        ("POST", f"{api}/heartbeat", {"processor_id": "cam-ai", "status": "draining"}),
+        ("POST", f"{api}/register", {"id": "cam-ai", "capabilities": ["x"], "capacity": 10_000_000}),
+        ("PUT", f"{api}/cam-ai", {"capabilities": ["y"], "capacity": 10_000_000}),
+        ("DELETE", f"{api}/cam-ai", None),
+    ]
+    for method, target, forged in forgeries:
+        status, reply = await http_json(method, target, forged, token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], (method, target, reply)
+        status, reply = await http_json(method, target, forged, token="guessed-token-0123456789")
+        assert status == 403 and reply["detail"], (method, target, reply)
+
+    # A browser page cannot forge one either: text/plain needs no preflight, so it is refused.
+    plain = json.dumps({"processor_id": "cam-ai", "status": "draining"}).encode()
+    auth = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
+    status, _, reply = await raw_request("POST", f"{api}/heartbeat", plain, {**auth, "Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in reply["detail"]
+    evil = {**auth, "Content-Type": "application/json", "Origin": "https://evil.example"}
+    status, headers, reply = await raw_request("POST", f"{api}/heartbeat", plain, evil)
+    assert status == 403 and "evil.example" in reply["detail"]
+    assert not any(h.lower().startswith("access-control-") for h in headers)
+    status, headers, _ = await raw_request("GET", f"{api}/", b"", {"Origin": "https://evil.example"})
+    assert status == 200 and not any(h.lower().startswith("access-control-") for h in headers)
+
+    status, record = await http_json("GET", f"{api}/cam-ai", token=None)
+    assert status == 200 and record["status"] == "healthy" and record["capacity"] == 5
+    assert record["capabilities"] == ["x"]
+
+
+async def test_draining_comes_from_the_processor_and_ends_with_its_healthy_beat(
+    worker_url: tuple[Cluster, str],
+) -> None:
+    _, url = worker_url
+    api = f"{url}/api/v1/processors"
+    status, _ = await http_json("POST", f"{api}/register", {"id": "drainer", "capabilities": ["x"]})
+    assert status == 201
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "draining"})
+    assert status == 200
+
+    async def has_status(wanted: str) -> bool:
+        _, record = await http_json("GET", f"{api}/drainer")
+        return bool(record and record["status"] == wanted)
+
+    await wait_until(lambda: has_status("draining"), 15, what="draining in the registry")
+    # Only the processor's own statuses are heartbeat statuses; the monitor's verdicts are not.
+    status, reply = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "stalled"})
+    assert status == 422 and reply["errors"][0]["field"] == "status"
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "healthy"})
+    assert status == 200
+    await wait_until(lambda: has_status("healthy"), 15, what="draining to end with a healthy heartbeat")
+
+
+@pytest.fixture
+async def guarded_worker(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
+    settings = make_settings(admin_token=ADMIN_TOKEN, api_read_auth=True)
+    cluster = Cluster(settings, tmp_path / "logs")
+    worker, url = cluster.worker("worker-guarded")
+    try:
+        await wait_ready(url, proc=worker)
+        yield cluster, url
+    finally:
+        cluster.close()
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+async def test_admin_token_guards_changes_and_read_auth_guards_reads(guarded_worker: tuple[Cluster, str]) -> None:
+    _, url = guarded_worker
+    api = f"{url}/api/v1/processors"
+    status, _ = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["x"]})
+    assert status == 201
+
+    status, reply = await http_json("PUT", f"{api}/p1", {"capabilities": ["y"]})
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, reply = await http_json("DELETE", f"{api}/p1")
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, updated = await http_json("PUT", f"{api}/p1", {"capabilities": ["y"]}, token=ADMIN_TOKEN)
+    assert status == 200 and updated["capabilities"] == ["y"]
+
+    for path in ("/", "/search/?capability=y", "/p1"):
+        status, reply = await http_json("GET", f"{api}{path}", token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], path
+    status, listed = await http_json("GET", f"{api}/")
+    assert status == 200 and [p["id"] for p in listed] == ["p1"]
+    status, _ = await http_json("GET", f"{url}/health", token=None)
+    assert status == 200
+
+    # The SDK's own way out: a draining heartbeat, then DELETE with the processors' token.
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "p1", "status": "draining"})
+    assert status == 200
+
+    async def deleted() -> bool:
+        status, _ = await http_json("DELETE", f"{api}/p1")
+        return status == 204
+
+    await wait_until(deleted, 15, what="a draining processor to deregister itself")
