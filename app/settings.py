@@ -15,7 +15,11 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.names import MAX_TOPIC_LENGTH, collision_key
+
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+# A processor id is up to 100 characters; its topic is the prefix and the id.
+_MAX_READY_PREFIX = MAX_TOPIC_LENGTH - 100
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 MIN_TOKEN_LENGTH = 16
 
@@ -185,6 +189,13 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-200 characters of letters, digits, '.', '_' or '-'")
         return value
 
+    @field_validator("ready_topic_prefix")
+    @classmethod
+    def _ready_prefix(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or len(value) > _MAX_READY_PREFIX:
+            raise ValueError(f"must be 1-{_MAX_READY_PREFIX} characters of letters, digits, '.', '_' or '-'")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -230,6 +241,13 @@ class Settings(BaseSettings):
             raise ValueError("BP_ELEVATED < BP_HIGH < BP_CRITICAL must hold")
         if self.broker_session_timeout > 90:
             raise ValueError("BROKER_SESSION_TIMEOUT must not exceed the 90 s request timeout")
+        if self.processor_partitions > self.processor_max_partitions:
+            raise ValueError("PROCESSOR_PARTITIONS must not exceed PROCESSOR_MAX_PARTITIONS")
+        prefix = collision_key(self.ready_topic_prefix)
+        for name in ("captured_topic", "dead_letter_topic", "results_topic", "control_topic", "app_id"):
+            # Else registering a processor with the rest of that name would take over the topic.
+            if collision_key(getattr(self, name)).startswith(prefix):
+                raise ValueError(f"READY_TOPIC_PREFIX must not begin {name.upper()} ({getattr(self, name)!r})")
         return self
 
     @property

@@ -22,6 +22,7 @@ from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
 from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+from app.names import find_collision
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
@@ -44,6 +45,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(await request.read() or b"null")
     except ValueError as exc:
         raise BodyError([{"field": "body", "message": f"not valid JSON: {exc}"}]) from None
+    except RecursionError:
+        raise BodyError([{"field": "body", "message": "JSON nested too deeply"}]) from None
     if not isinstance(body, dict):
         raise BodyError([{"field": "body", "message": "expected a JSON object"}])
     return body
@@ -95,13 +98,19 @@ def register_web(orch: Orchestrator) -> None:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
             return unprocessable(view, validation_errors(exc))
+        if spec.partitions is not None and spec.partitions > settings.processor_max_partitions:
+            message = f"at most {settings.processor_max_partitions} (PROCESSOR_MAX_PARTITIONS)"
+            return unprocessable(view, [{"field": "partitions", "message": message}])
         existing = tables.registry.get(spec.id)
         if kind == "update" and existing is None:
             return view.json({"detail": f"processor {spec.id!r} is not registered"}, status=404)
+        topic = settings.ready_topic(spec.id)
+        clash = find_collision(topic, {pid: r["topic"] for pid, r in tables.registry.items() if r and pid != spec.id})
+        if clash is not None:
+            detail = f"topic {topic!r} collides with processor {clash!r}'s ('.' and '_' are one to Kafka)"
+            return view.json({"detail": detail, "errors": [{"field": "id", "message": detail}]}, status=409)
         partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
-        await ensure_topics(
-            settings.bootstrap_servers, [(settings.ready_topic(spec.id), partitions)], settings.topic_replication_factor
-        )
+        await ensure_topics(settings.bootstrap_servers, [(topic, partitions)], settings.topic_replication_factor)
         event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
         await publish(event)
         stamp = event.at

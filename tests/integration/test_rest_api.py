@@ -82,6 +82,13 @@ INVALID_BODIES: list[tuple[Any, str]] = [
     ({"id": "p1", "capabilities": ["x"], "capacity": 0}, "capacity"),
     ({"id": "p1", "capabilities": ["x"], "surprise": 1}, "surprise"),
     ("not an object", "body"),
+    ({"id": "p1", "capabilities": ["x"], "partitions": 65}, "partitions"),
+    ({"id": "p1", "capabilities": [f"c{i}" for i in range(65)]}, "capabilities"),
+    ({"id": "p1", "capabilities": ["x"], "metadata": {"blob": "x" * 20_000}}, "metadata"),
+    (
+        {"id": "p1", "capabilities": ["x"], "metadata": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}},
+        "metadata",
+    ),
 ]
 
 
@@ -103,6 +110,21 @@ async def test_invalid_bodies_are_422_naming_the_field(worker_url: tuple[Cluster
         assert (await resp.json())["errors"][0]["field"] == "body"
     status, reply = await http_json("POST", f"{url}/api/v1/processors/heartbeat", {"status": "sleepy"})
     assert status == 422 and {e["field"] for e in reply["errors"]} == {"processor_id", "status"}
+    forged_line = {"processor_id": "p1\n2026-01-01 INFO forged", "status": "healthy"}
+    status, reply = await http_json("POST", f"{url}/api/v1/processors/heartbeat", forged_line)
+    assert status == 422 and reply["errors"][0]["field"] == "processor_id"
+
+    # Nesting past Python's recursion limit is a bad body, not a 500.
+    auth = {"Authorization": f"Bearer {TEST_API_TOKEN}", "Content-Type": "application/json"}
+    status, _, reply = await raw_request("POST", f"{url}/api/v1/processors/register", b"[" * 100_000, auth)
+    assert status == 422 and reply["errors"][0]["field"] == "body"
+
+    status, _ = await http_json("POST", f"{url}/api/v1/processors/register", {"id": "det.v2", "capabilities": ["x"]})
+    assert status == 201
+    status, reply = await http_json(
+        "POST", f"{url}/api/v1/processors/register", {"id": "det_v2", "capabilities": ["x"]}
+    )
+    assert status == 409 and "det.v2" in reply["detail"] and reply["errors"][0]["field"] == "id"
 
 
 async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, str]) -> None:
