@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import redis.asyncio as aioredis
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -40,10 +42,18 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         env_file=None,
+        # A rejected value may be a secret (or a URL holding one): errors name the field only.
+        hide_input_in_errors=True,
     )
 
     # --- servers -------------------------------------------------------------------
     redis_url: str = Field("redis://localhost:6379/0", description="Redis holding the capture stream and pixel bytes")
+    redis_password: SecretStr | None = Field(
+        None, description="Password of REDIS_URL (one in the URL is moved here, out of logs)"
+    )
+    redis_ssl_ca_certs: str | None = Field(None, description="CA bundle that signs Redis's certificate (rediss://)")
+    redis_ssl_certfile: str | None = Field(None, description="Client certificate for Redis over TLS (rediss://)")
+    redis_ssl_keyfile: str | None = Field(None, description="Key of REDIS_SSL_CERTFILE")
     kafka_broker: str = Field("kafka://localhost:9092", description="Kafka bootstrap URL(s), comma-separated")
 
     # --- capture side ----------------------------------------------------------------
@@ -196,11 +206,31 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 1-{_MAX_READY_PREFIX} characters of letters, digits, '.', '_' or '-'")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _redis_password_out_of_url(cls, data: Any) -> Any:
+        # Kept apart, the URL can be logged, shown and passed to children as it is.
+        if not isinstance(data, dict) or not isinstance(data.get("redis_url"), str):
+            return data
+        url, password = split_password(data["redis_url"])
+        if password is None:
+            return data
+        data = {**data, "redis_url": url}
+        data.setdefault("redis_password", password)
+        return data
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no such file: {value}")
         return value
 
     @field_validator("kafka_broker")
@@ -250,6 +280,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"READY_TOPIC_PREFIX must not begin {name.upper()} ({getattr(self, name)!r})")
         return self
 
+    @model_validator(mode="after")
+    def _redis_tls(self) -> Settings:
+        tls_files = self.redis_ssl_ca_certs or self.redis_ssl_certfile or self.redis_ssl_keyfile
+        if tls_files and not self.redis_url.startswith("rediss://"):
+            raise ValueError("REDIS_SSL_CA_CERTS/CERTFILE/KEYFILE need a rediss:// REDIS_URL")
+        if bool(self.redis_ssl_certfile) != bool(self.redis_ssl_keyfile):
+            raise ValueError("REDIS_SSL_CERTFILE and REDIS_SSL_KEYFILE go together")
+        return self
+
+    @property
+    def redis(self) -> RedisConnection:
+        """How to reach Redis: the URL, its password and TLS files, for every client."""
+        return RedisConnection(
+            url=self.redis_url,
+            password=self.redis_password,
+            ssl_ca_certs=self.redis_ssl_ca_certs,
+            ssl_certfile=self.redis_ssl_certfile,
+            ssl_keyfile=self.redis_ssl_keyfile,
+        )
+
     @property
     def bootstrap_servers(self) -> str:
         """The broker list as aiokafka wants it: host:port,host:port."""
@@ -277,6 +327,29 @@ class Settings(BaseSettings):
         return f"{self.processor_group_prefix}{processor_id}"
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without the password of its userinfo, and that password (None when it has none)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}@{host}" if user else host
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def shown_input(name: str, value: Any) -> str:
+    """A rejected value as an error may show it: secrets never, URLs without their userinfo."""
+    if isinstance(value, SecretStr) or any(word in name for word in SECRET_NAME_PARTS):
+        return "***"
+    text = repr(value)
+    # Whatever precedes the last '@' may be credentials, even in a URL too mistyped to parse.
+    return f"'***@{text.rpartition('@')[2]}" if "@" in text else text
+
+
+SECRET_NAME_PARTS = ("password", "secret", "token")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read Settings from the environment; on a bad value exit with a message naming it."""
     try:
@@ -285,5 +358,25 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for err in exc.errors():
             name = "_".join(str(p) for p in err["loc"]).upper() or "configuration"
-            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+            got = f" (got {shown_input(name.lower(), err['input'])})" if "input" in err and err["loc"] else ""
+            lines.append(f"  {name}: {err['msg']}{got}")
         raise ConfigurationError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+class RedisConnection(NamedTuple):
+    """Everything a Redis client needs, the password kept apart from the URL."""
+
+    url: str
+    password: SecretStr | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def client(self, **options: Any) -> aioredis.Redis:
+        """A client of this Redis; ``options`` are redis-py's (socket_timeout, ...)."""
+        if self.password is not None:
+            options["password"] = self.password.get_secret_value()
+        if self.url.startswith("rediss://"):
+            # redis-py takes TLS options only for rediss://; plain connections refuse them.
+            options.update(ssl_ca_certs=self.ssl_ca_certs, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+        return aioredis.Redis.from_url(self.url, **options)

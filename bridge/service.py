@@ -92,9 +92,7 @@ class Bridge:
         self.redis: aioredis.Redis = (
             redis
             if redis is not None
-            else aioredis.from_url(
-                settings.redis_url, socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS
-            )
+            else settings.redis.client(socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
         )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")

@@ -96,12 +96,12 @@ class FramePipeline:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._pixels = PixelStore.from_url(settings.redis_url)
+        self._pixels = PixelStore(settings.redis.client(socket_timeout=10))
         # Results and dead letters of a batch leave only once the whole batch is processed:
         # a replica killed mid-batch then has published nothing its successor will redo.
         self._outbox: list[tuple[str, bytes, bytes, list[tuple[str, bytes]], asyncio.Future[Any]]] = []
-        self._done = DoneMarkers.from_url(
-            settings.redis_url, settings.results_topic, int(settings.dedupe_window_seconds)
+        self._done = DoneMarkers(
+            settings.redis.client(socket_timeout=10), settings.results_topic, int(settings.dedupe_window_seconds)
         )
         pid = config.processor_id
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
