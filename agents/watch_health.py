@@ -42,7 +42,7 @@ class HealthWatch:
         self.levels = LevelTracker(self.thresholds)
         self.health = HealthTracker.from_settings(s)
         self.router_level = Level.NORMAL
-        self.sampler = LagSampler(s.bootstrap_servers)
+        self.sampler = LagSampler(s.bootstrap_servers, security=s.kafka_security)
         self.failover = Failover(orch)
         self._seen_heartbeat: dict[str, str] = {}
         self._known: set[str] = set()

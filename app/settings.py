@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.kafka_security import KafkaSecurity, Mechanism, Protocol
 from app.names import MAX_TOPIC_LENGTH, collision_key
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -55,6 +56,17 @@ class Settings(BaseSettings):
     redis_ssl_certfile: str | None = Field(None, description="Client certificate for Redis over TLS (rediss://)")
     redis_ssl_keyfile: str | None = Field(None, description="Key of REDIS_SSL_CERTFILE")
     kafka_broker: str = Field("kafka://localhost:9092", description="Kafka bootstrap URL(s), comma-separated")
+    kafka_security_protocol: Protocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client"
+    )
+    kafka_sasl_mechanism: Mechanism = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    kafka_sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* protocols)")
+    kafka_ssl_cafile: str | None = Field(
+        None, description="CA bundle that signs the brokers' certificates (default: system CAs)"
+    )
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate for mutual TLS with the brokers")
+    kafka_ssl_keyfile: str | None = Field(None, description="Key of KAFKA_SSL_CERTFILE")
 
     # --- capture side ----------------------------------------------------------------
     capture_stream: str = Field("frames:metadata", description="Redis stream the capture services write")
@@ -226,7 +238,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_ssl_ca_certs", "redis_ssl_certfile", "redis_ssl_keyfile")
+    @field_validator(
+        "redis_ssl_ca_certs",
+        "redis_ssl_certfile",
+        "redis_ssl_keyfile",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+    )
     @classmethod
     def _readable_file(cls, value: str | None) -> str | None:
         if value is not None and not os.path.isfile(value):
@@ -288,6 +307,18 @@ class Settings(BaseSettings):
         if bool(self.redis_ssl_certfile) != bool(self.redis_ssl_keyfile):
             raise ValueError("REDIS_SSL_CERTFILE and REDIS_SSL_KEYFILE go together")
         return self
+
+    @model_validator(mode="after")
+    def _kafka_security_usable(self) -> Settings:
+        problems = self.kafka_security.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client of this process authenticates and encrypts."""
+        return KafkaSecurity.from_settings(self)
 
     @property
     def redis(self) -> RedisConnection:

@@ -110,7 +110,12 @@ def register_web(orch: Orchestrator) -> None:
             detail = f"topic {topic!r} collides with processor {clash!r}'s ('.' and '_' are one to Kafka)"
             return view.json({"detail": detail, "errors": [{"field": "id", "message": detail}]}, status=409)
         partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
-        await ensure_topics(settings.bootstrap_servers, [(topic, partitions)], settings.topic_replication_factor)
+        await ensure_topics(
+            settings.bootstrap_servers,
+            [(topic, partitions)],
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
+        )
         event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
         await publish(event)
         stamp = event.at

@@ -136,8 +136,11 @@ class Bridge:
                     s.bootstrap_servers,
                     [(s.captured_topic, s.captured_partitions), (s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
                     s.topic_replication_factor,
+                    security=s.kafka_security,
                 )
-                self._producer = await start_reliable_producer(s.bootstrap_servers, f"bridge-{self.consumer}")
+                self._producer = await start_reliable_producer(
+                    s.bootstrap_servers, f"bridge-{self.consumer}", security=s.kafka_security
+                )
         assert self._producer is not None
         self._sink = KafkaSink(self._producer, s.captured_topic, s.dead_letter_topic)
         log.info(

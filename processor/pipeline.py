@@ -120,8 +120,10 @@ class FramePipeline:
                 (s.dead_letter_topic, s.captured_partitions),
             ],
             s.topic_replication_factor,
+            security=s.kafka_security,
         )
         consumer = AIOKafkaConsumer(
+            **s.kafka_security.client_kwargs(),
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{c.processor_id}-{socket.gethostname()}-{os.getpid()}",
             group_id=c.group,
@@ -134,7 +136,9 @@ class FramePipeline:
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
         consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock))
-        self._producer = await start_reliable_producer(s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2)
+        self._producer = await start_reliable_producer(
+            s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2, security=s.kafka_security
+        )
         try:
             await consumer.start()
         except BaseException:
