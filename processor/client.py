@@ -246,11 +246,11 @@ class ProcessorClient:
         if not port:
             return
         try:
-            start_http_server(port)
+            start_http_server(port, addr=self.settings.metrics_host)
         except OSError as exc:
             log.warning("cannot serve /metrics on port %d: %s", port, exc)
             return
-        log.info("serving /metrics on port %d", port)
+        log.info("serving /metrics on %s:%d", self.settings.metrics_host, port)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
