@@ -26,6 +26,8 @@ from app.names import find_collision
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
+# Below the SDK's 10 s request timeout, so a slow fold never fails the draining heartbeat.
+DRAINING_WAIT_SECONDS = 5.0
 BRIDGE_KEY_SCAN = 100
 HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
@@ -74,8 +76,8 @@ def register_web(orch: Orchestrator) -> None:
     async def publish(event: ControlEvent) -> None:
         await topics.control.send(key=event.processor_id.encode(), value=event.model_dump_json().encode())
 
-    async def wait_registry(pid: str, done: Any) -> dict[str, Any] | None:
-        deadline = time.monotonic() + READ_YOUR_WRITE_SECONDS
+    async def wait_registry(pid: str, done: Any, within: float = READ_YOUR_WRITE_SECONDS) -> dict[str, Any] | None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             current = tables.registry.get(pid)
             if done(current):
@@ -158,6 +160,10 @@ def register_web(orch: Orchestrator) -> None:
                     )
                 )
             await publish(ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status)))
+            if status == ProcessorStatus.DRAINING.value:
+                # The SDK deregisters right after this answer; with ADMIN_TOKEN set its DELETE is
+                # allowed only once the registry shows it draining.
+                await wait_registry(pid, lambda r: r is None or r.get("status") == status, DRAINING_WAIT_SECONDS)
             return self.json({"processor_id": pid, "accepted": True})
 
     @app.page("/api/v1/processors/search/")

@@ -13,6 +13,7 @@ import pytest
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
 from app.kafka import ensure_topics
+from processor.client import ProcessorClient
 from tests.conftest import TEST_API_TOKEN
 from tests.integration.cluster import Cluster, http_json, produce_frames, read_topic, wait_ready, wait_until
 
@@ -273,12 +274,30 @@ async def test_admin_token_guards_changes_and_read_auth_guards_reads(guarded_wor
     status, _ = await http_json("GET", f"{url}/health", token=None)
     assert status == 200
 
-    # The SDK's own way out: a draining heartbeat, then DELETE with the processors' token.
+    # The SDK's own way out: a draining heartbeat, then at once DELETE with the processors' token.
     status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "p1", "status": "draining"})
     assert status == 200
+    status, _ = await http_json("DELETE", f"{api}/p1")
+    assert status == 204
 
-    async def deleted() -> bool:
-        status, _ = await http_json("DELETE", f"{api}/p1")
-        return status == 204
+    # The SDK end to end: ORCHESTRATOR_TOKEN on every call, and its stop deregisters under ADMIN_TOKEN.
+    cluster, _ = guarded_worker
+    sdk_settings = cluster.settings.model_copy(update={"orchestrator_url": url, "heartbeat_interval": 0.5})
 
-    await wait_until(deleted, 15, what="a draining processor to deregister itself")
+    async def nothing(frame: Any) -> dict[str, Any]:
+        return {}
+
+    client = ProcessorClient(sdk_settings, "sdk-p", ["x"], nothing, register_timeout=30)
+    task = asyncio.create_task(client.run())
+    try:
+
+        async def registered() -> bool:
+            status, _ = await http_json("GET", f"{api}/sdk-p")
+            return status == 200
+
+        await wait_until(registered, 30, what="the SDK processor to register")
+    finally:
+        await asyncio.wait_for(client.stop(), timeout=30)
+        await asyncio.wait_for(task, timeout=10)
+    status, _ = await http_json("GET", f"{api}/sdk-p")
+    assert status == 404, "the SDK's stop deregistered it"
