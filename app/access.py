@@ -142,12 +142,13 @@ def _authenticate(policy: AccessPolicy, req: RequestFacts) -> Role | Refusal:
     return Refusal(401, "send Authorization: Bearer <API_TOKEN>")
 
 
-def admin_refusal(policy: AccessPolicy, role: Role, may_leave: bool = False) -> Refusal | None:
-    """PUT/DELETE of a processor: with ADMIN_TOKEN set only operators may, except a processor
-    leaving after its own draining heartbeat (``may_leave``), which the SDK does on stop."""
-    if policy.admin_token is None or role is Role.ADMIN or (may_leave and role is Role.API):
+def admin_refusal(policy: AccessPolicy, role: Role, own_move: bool = False) -> Refusal | None:
+    """Changing or deleting a registered processor: with ADMIN_TOKEN set only operators may,
+    except what a processor does to itself (``own_move``): leave after its own draining
+    heartbeat (the SDK's stop), or register again unchanged or after a failure (a restart)."""
+    if policy.admin_token is None or role is Role.ADMIN or (own_move and role is Role.API):
         return None
-    return Refusal(403, "changing or deleting a processor needs ADMIN_TOKEN")
+    return Refusal(403, "changing or deleting a registered processor needs ADMIN_TOKEN")
 
 
 def request_role(request: object) -> Role:

@@ -54,6 +54,14 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def same_spec(spec: ProcessorSpec, record: dict[str, Any]) -> bool:
+    """Whether registering ``spec`` again would leave ``record``'s spec as it is."""
+    current = ProcessorSpec.model_validate({k: record.get(k) for k in ProcessorSpec.model_fields})
+    return spec.model_dump(exclude={"partitions"}) == current.model_dump(exclude={"partitions"}) and (
+        spec.partitions is None or spec.partitions == current.partitions
+    )
+
+
 def processor_json(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "topic": record["topic"], "consumer_group": record["consumer_group"]}
 
@@ -106,6 +114,11 @@ def register_web(orch: Orchestrator) -> None:
         existing = tables.registry.get(spec.id)
         if kind == "update" and existing is None:
             return view.json({"detail": f"processor {spec.id!r} is not registered"}, status=404)
+        if kind == "register" and existing is not None:
+            restart = existing.get("status") != ProcessorStatus.HEALTHY.value or same_spec(spec, existing)
+            refusal = admin_refusal(policy, request_role(request), own_move=restart)
+            if refusal is not None:
+                return view.json({"detail": refusal.detail}, status=refusal.status)
         topic = settings.ready_topic(spec.id)
         clash = find_collision(topic, {pid: r["topic"] for pid, r in tables.registry.items() if r and pid != spec.id})
         if clash is not None:
@@ -199,7 +212,7 @@ def register_web(orch: Orchestrator) -> None:
         async def delete(self, request: web.Request, processor_id: str) -> web.Response:
             record = tables.registry.get(processor_id)
             leaving = record is not None and record.get("status") == ProcessorStatus.DRAINING.value
-            refusal = admin_refusal(policy, request_role(request), may_leave=leaving)
+            refusal = admin_refusal(policy, request_role(request), own_move=leaving)
             if refusal is not None:
                 return self.json({"detail": refusal.detail}, status=refusal.status)
             if record is None:

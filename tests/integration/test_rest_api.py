@@ -265,6 +265,11 @@ async def test_admin_token_guards_changes_and_read_auth_guards_reads(guarded_wor
     assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
     status, updated = await http_json("PUT", f"{api}/p1", {"capabilities": ["y"]}, token=ADMIN_TOKEN)
     assert status == 200 and updated["capabilities"] == ["y"]
+    # Registering again is a restart, unless it changes a healthy processor's spec: that is a PUT.
+    status, reply = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["z"]})
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, _ = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["y"]})
+    assert status == 200
 
     for path in ("/", "/search/?capability=y", "/p1"):
         status, reply = await http_json("GET", f"{api}{path}", token=None)

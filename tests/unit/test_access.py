@@ -87,8 +87,8 @@ def test_admin_token_guards_changes_except_a_draining_processor_leaving() -> Non
     assert admin_refusal(GUARDED, Role.ADMIN) is None
     denied = admin_refusal(GUARDED, Role.API)
     assert denied is not None and denied.status == 403 and "ADMIN_TOKEN" in denied.detail
-    assert admin_refusal(GUARDED, Role.API, may_leave=True) is None
-    assert admin_refusal(GUARDED, Role.NONE, may_leave=True) is not None
+    assert admin_refusal(GUARDED, Role.API, own_move=True) is None
+    assert admin_refusal(GUARDED, Role.NONE, own_move=True) is not None
 
 
 def test_bearer_parsing() -> None:
