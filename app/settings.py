@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     processor_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of an SDK processor's /metrics (0 disables)"
     )
+    processor_frame_key_prefix: str | None = Field(
+        None,
+        min_length=1,
+        description="SDK processors read pixels only under keys with this prefix; others are dead-lettered",
+    )
     processor_max_partitions: int = Field(
         64, ge=1, le=1024, description="Most partitions a processor may ask for at registration"
     )

@@ -36,6 +36,7 @@ from processor.frame import Frame, ProcessFn, RejectFrame
 from processor.pixels import PixelStore
 
 log = logging.getLogger(__name__)
+Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
 SERVICE = "processor"
 _RETRY_SECONDS = 1.0
 
@@ -206,7 +207,7 @@ class FramePipeline:
             return
         self.stats.batches += 1
         acks: list[asyncio.Future[Any]] = []
-        frames: list[tuple[ConsumerRecord[bytes, bytes], RoutedFrame]] = []
+        frames: list[Routed] = []
         for record in records:
             try:
                 frames.append((record, RoutedFrame.model_validate_json(record.value or b"")))
@@ -214,6 +215,14 @@ class FramePipeline:
                 detail = f"{exc.error_count()} error(s); first: {_first_error(exc)}"
                 ctx = context_from_headers(record.headers)
                 acks.append(await self._dead_letter("invalid_routed_frame", detail, None, _raw(record), ctx))
+        frames, outside = self._split_by_key_prefix(frames)
+        for record, routed in outside:
+            why = f"frame_key {routed.frame_key!r} is outside {self.settings.processor_frame_key_prefix!r}"
+            acks.append(
+                await self._dead_letter(
+                    "frame_key_outside_prefix", why, routed, ctx=context_from_headers(record.headers)
+                )
+            )
 
         try:
             done_keys = [self._done.key(routed.frame_id, routed.capability) for _, routed in frames]
@@ -372,6 +381,16 @@ class FramePipeline:
         self._processed_ok.inc()
         self.stats.processed += 1
         return ack
+
+    def _split_by_key_prefix(self, frames: list[Routed]) -> tuple[list[Routed], list[Routed]]:
+        """Frames whose pixels may be read, and those naming a key outside PROCESSOR_FRAME_KEY_PREFIX:
+        a forged capture entry must not make a processor read (and publish from) any Redis key."""
+        prefix = self.settings.processor_frame_key_prefix
+        if not prefix:
+            return frames, []
+        inside = [item for item in frames if not item[1].frame_key or item[1].frame_key.startswith(prefix)]
+        outside = [item for item in frames if item[1].frame_key and not item[1].frame_key.startswith(prefix)]
+        return inside, outside
 
     async def _dead_letter(
         self,
