@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -306,3 +308,36 @@ async def test_admin_token_guards_changes_and_read_auth_guards_reads(guarded_wor
         await asyncio.wait_for(task, timeout=10)
     status, _ = await http_json("GET", f"{api}/sdk-p")
     assert status == 404, "the SDK's stop deregistered it"
+
+
+def non_loopback_address() -> str | None:
+    """An address of this host other clients would reach it by: the source address of its
+    default route (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+async def test_without_api_token_only_loopback_clients_write(make_settings: Any, tmp_path: Path) -> None:
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address to call the worker from")
+    cluster = Cluster(make_settings(api_token=None, web_host="0.0.0.0"), tmp_path / "logs")
+    worker, url = cluster.worker("worker-tokenless")
+    try:
+        await wait_ready(url, proc=worker)
+        remote = url.replace("127.0.0.1", address)
+        spec = {"id": "local-1", "capabilities": ["x"]}
+        status, reply = await http_json("POST", f"{remote}/api/v1/processors/register", spec, token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], reply
+        status, _ = await http_json("POST", f"{url}/api/v1/processors/register", spec, token=None)
+        assert status == 201
+        status, listed = await http_json("GET", f"{remote}/api/v1/processors/", token=None)
+        assert status == 200 and [p["id"] for p in listed] == ["local-1"]
+        assert "API_TOKEN is not set" in worker.log_path.read_text(errors="replace")
+    finally:
+        cluster.close()
