@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, NamedTuple
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Annotated, Any
 
-import redis.asyncio as aioredis
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.kafka_security import KafkaSecurity, Mechanism, Protocol
 from app.names import MAX_TOPIC_LENGTH, collision_key
+from app.redis_connection import RedisConnection, split_password
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 # A processor id is up to 100 characters; its topic is the prefix and the id.
@@ -187,7 +186,7 @@ class Settings(BaseSettings):
         None, description="Bearer token of REST writes (register, heartbeat); unset: writes only from loopback"
     )
     admin_token: SecretStr | None = Field(
-        None, description="When set, PUT and DELETE of a processor need it (a draining one may still leave)"
+        None, description="When set, changing or deleting a registered processor needs it (its own restart does not)"
     )
     api_read_auth: bool = Field(False, description="Reads of the REST API need API_TOKEN (or ADMIN_TOKEN) too")
     web_allowed_origins: Annotated[list[str], NoDecode] = Field(
@@ -363,17 +362,6 @@ class Settings(BaseSettings):
         return f"{self.processor_group_prefix}{processor_id}"
 
 
-def split_password(url: str) -> tuple[str, str | None]:
-    """``url`` without the password of its userinfo, and that password (None when it has none)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{user}@{host}" if user else host
-    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
-
-
 def shown_input(name: str, value: Any) -> str:
     """A rejected value as an error may show it: secrets never, URLs without their userinfo."""
     if isinstance(value, SecretStr) or any(word in name for word in SECRET_NAME_PARTS):
@@ -397,22 +385,3 @@ def load_settings(**overrides: Any) -> Settings:
             got = f" (got {shown_input(name.lower(), err['input'])})" if "input" in err and err["loc"] else ""
             lines.append(f"  {name}: {err['msg']}{got}")
         raise ConfigurationError("invalid configuration:\n" + "\n".join(lines)) from None
-
-
-class RedisConnection(NamedTuple):
-    """Everything a Redis client needs, the password kept apart from the URL."""
-
-    url: str
-    password: SecretStr | None = None
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-
-    def client(self, **options: Any) -> aioredis.Redis:
-        """A client of this Redis; ``options`` are redis-py's (socket_timeout, ...)."""
-        if self.password is not None:
-            options["password"] = self.password.get_secret_value()
-        if self.url.startswith("rediss://"):
-            # redis-py takes TLS options only for rediss://; plain connections refuse them.
-            options.update(ssl_ca_certs=self.ssl_ca_certs, ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
-        return aioredis.Redis.from_url(self.url, **options)
