@@ -56,10 +56,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 def same_spec(spec: ProcessorSpec, record: dict[str, Any]) -> bool:
     """Whether registering ``spec`` again would leave ``record``'s spec as it is."""
-    current = ProcessorSpec.model_validate({k: record.get(k) for k in ProcessorSpec.model_fields})
-    return spec.model_dump(exclude={"partitions"}) == current.model_dump(exclude={"partitions"}) and (
-        spec.partitions is None or spec.partitions == current.partitions
-    )
+    # Compared as stored (JSON), not re-validated: a record from before a bound was added must not fail here.
+    wanted = spec.model_dump(mode="json", exclude={"partitions"})
+    unchanged = all(record.get(name) == value for name, value in wanted.items())
+    return unchanged and spec.partitions in (None, record.get("partitions"))
 
 
 def processor_json(record: dict[str, Any]) -> dict[str, Any]:

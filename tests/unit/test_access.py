@@ -97,3 +97,15 @@ def test_bearer_parsing() -> None:
     assert bearer_token("Basic abc") is None
     assert bearer_token("Bearer ") is None
     assert bearer_token(None) is None
+
+
+def test_registering_again_unchanged_is_a_restart_not_a_change() -> None:
+    from app.models import ProcessorSpec
+    from app.web import same_spec
+
+    stored = {"id": "p1", "capabilities": ["a", "b"], "capacity": 5, "stateful": False, "partitions": 3, "metadata": {}}
+    assert same_spec(ProcessorSpec(id="p1", capabilities=["b", "a"], capacity=5), stored)
+    assert same_spec(ProcessorSpec(id="p1", capabilities=["a", "b"], capacity=5, partitions=3), stored)
+    assert not same_spec(ProcessorSpec(id="p1", capabilities=["a", "b"], capacity=6), stored)
+    assert not same_spec(ProcessorSpec(id="p1", capabilities=["a", "b"], capacity=5, partitions=4), stored)
+    assert not same_spec(ProcessorSpec(id="p1", capabilities=["a", "b"], capacity=5, metadata={"gpu": 1}), stored)
