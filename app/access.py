@@ -84,6 +84,7 @@ class RequestFacts:
     content_type: str = ""
     own_origin: str = ""
     remote: str | None = None
+    host: str = ""
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -100,6 +101,12 @@ def is_loopback(remote: str | None) -> bool:
         return remote is not None and ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine's loopback (``localhost:6066``, ``[::1]:6066``)."""
+    name = host.rpartition("]")[0].lstrip("[") if host.startswith("[") else host.partition(":")[0]
+    return name.lower() == "localhost" or is_loopback(name)
 
 
 def judge(policy: AccessPolicy, req: RequestFacts) -> Role | Refusal:
@@ -121,7 +128,7 @@ def judge(policy: AccessPolicy, req: RequestFacts) -> Role | Refusal:
 def _cross_site(policy: AccessPolicy, req: RequestFacts) -> Refusal | None:
     origin = (req.origin or "").lower()
     if origin and origin != req.own_origin.lower() and origin not in policy.allowed_origins:
-        return Refusal(403, f"cross-origin write from {origin!r} refused (WEB_ALLOWED_ORIGINS lists the allowed)")
+        return Refusal(403, f"cross-origin write from {origin[:100]!r} refused (WEB_ALLOWED_ORIGINS lists the allowed)")
     if not origin and req.fetch_site == "cross-site":
         return Refusal(403, "cross-site write refused")
     return None
@@ -133,7 +140,9 @@ def _authenticate(policy: AccessPolicy, req: RequestFacts) -> Role | Refusal:
     if token is not None and configured:
         role = policy.role_of(token)
         return role if role is not None else Refusal(403, "the bearer token is not valid here")
-    if policy.api_token is None and is_loopback(req.remote):
+    # The Host check stops DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 is
+    # same-origin to itself and connects from loopback, but its Host is evil.example.
+    if policy.api_token is None and is_loopback(req.remote) and is_loopback_host(req.host):
         return Role.API
     if policy.api_token is None:
         return Refusal(
@@ -174,6 +183,7 @@ def access_middleware(policy: AccessPolicy) -> Callable[[aioweb.Request, Handler
                 content_type=request.content_type if request.body_exists else "",
                 own_origin=f"{request.scheme}://{request.host}",
                 remote=request.remote,
+                host=request.host,
             ),
         )
         if isinstance(verdict, Refusal):

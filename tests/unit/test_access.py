@@ -22,6 +22,7 @@ def write(token: str | None = None, remote: str = "10.0.0.7", **facts: str) -> R
         "content_type": "application/json",
         "own_origin": OWN,
         "remote": remote,
+        "host": "127.0.0.1:6066" if remote in ("127.0.0.1", "::1") else "worker:6066",
     }
     values.update(facts)
     return RequestFacts(**values)  # type: ignore[arg-type]
@@ -48,6 +49,16 @@ def test_without_api_token_only_loopback_clients_write() -> None:
     for remote in ("10.0.0.7", "192.168.1.2", "", "not-an-ip"):
         status, detail = refusal(judge(OPEN, write(remote=remote)))
         assert status == 401 and "API_TOKEN" in detail, remote
+
+
+def test_loopback_writes_need_a_loopback_host_against_dns_rebinding() -> None:
+    for host in ("localhost:6066", "LOCALHOST", "127.0.0.1", "[::1]:6066", "127.0.0.2:1"):
+        assert judge(OPEN, write(remote="127.0.0.1", host=host)) is Role.API, host
+    # What the worker sees then: same origin as its Host header, from 127.0.0.1.
+    evil = "http://evil.example:6066"
+    rebound = write(remote="127.0.0.1", host="evil.example:6066", origin=evil, own_origin=evil)
+    status, detail = refusal(judge(OPEN, rebound))
+    assert status == 401 and "API_TOKEN" in detail
 
 
 def test_reads_are_open_unless_read_auth_and_health_metrics_stay_open() -> None:
