@@ -1,5 +1,5 @@
 """Every Kafka client over SSL with mutual TLS, on a real broker: topic creation, the bridge's and
-a reliable producer, the lag sampler, and a whole Faust worker process.
+a reliable producer, the lag sampler, a whole Faust worker process and an SDK processor.
 
 The embedded Tansu speaks plain TCP only, so it runs behind tests.integration.tls.TlsTerminator
 and advertises the terminator's address: every connection a client makes, bootstrap or not,
@@ -8,9 +8,11 @@ goes through TLS. (SASL needs users the embedded broker cannot be given before i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ from aiokafka.errors import KafkaConnectionError
 from app.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
 from app.kafka import ensure_topics, start_reliable_producer
 from app.lag import LagSampler
+from app.models import RoutedFrame
 from app.settings import Settings
 from bridge.service import Bridge
-from tests.integration.cluster import Cluster, http_json, wait_ready
+from processor import Frame, ProcessorClient
+from tests.integration.cluster import Cluster, wait_ready, wait_until
 from tests.integration.tls import TlsTerminator, make_certs
 
 pytestmark = pytest.mark.integration
@@ -93,14 +97,46 @@ async def test_every_client_speaks_mutual_tls_to_the_broker(
     await bridge.start()  # creates its topics and starts its producer over TLS
     await bridge.close()
 
-    # A whole worker (Faust consumer, producer, admin; the web API's topic creation) over TLS.
+    # A whole worker (Faust consumer, producer, admin; the web API's topic creation) over TLS,
+    # and an SDK processor registered with it: its consumer, producer and topic creation too.
     cluster = Cluster(settings, tmp_path / "logs")
     worker, url = cluster.worker("worker-tls")
     try:
         await wait_ready(url, proc=worker)
-        status, body = await http_json(
-            "POST", f"{url}/api/v1/processors/register", {"id": "tls-p", "capabilities": ["x"]}
-        )
-        assert status == 201, body
+        await _processor_round_trip(settings.model_copy(update={"orchestrator_url": url}))
     finally:
         cluster.close()
+
+
+async def _processor_round_trip(settings: Settings) -> None:
+    """One frame put on an SDK processor's topic comes back as a result, all over TLS."""
+    redis = settings.redis.client()
+    try:
+        await redis.set("tls:pixels:0", b"\x07" * 8, ex=600)
+    finally:
+        await redis.aclose()
+
+    async def size(frame: Frame) -> dict[str, Any]:
+        return {"n": len(frame.pixels)}
+
+    client = ProcessorClient(settings, "tls-p", ["x"], size, register_timeout=30)
+    task = asyncio.create_task(client.run())
+    try:
+        # A new group reads from the earliest offset: the frame may go out before the consumer joins.
+        await wait_until(lambda: client.record is not None, 30, what="registration")
+        now = datetime.now(UTC)
+        frame = RoutedFrame(
+            frame_id="tls-f0", camera_id="cam", captured_at=now, frame_key="tls:pixels:0",
+            processor_id="tls-p", capability="x", routed_at=now,
+        )  # fmt: skip
+        producer = await start_reliable_producer(
+            settings.bootstrap_servers, "tls-frames", security=settings.kafka_security
+        )
+        try:
+            await producer.send_and_wait(client.topic, frame.model_dump_json().encode(), key=b"cam")
+        finally:
+            await producer.stop()
+        await wait_until(lambda: client.stats.processed >= 1, 30, what="the frame to be processed over TLS")
+    finally:
+        await asyncio.wait_for(client.stop(), timeout=30)
+        await asyncio.wait_for(task, timeout=10)
