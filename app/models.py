@@ -130,9 +130,8 @@ class ProcessorSpec(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_bounds(cls, value: dict[str, Any]) -> dict[str, Any]:
-        depth = json_depth(value)
-        if depth > METADATA_MAX_DEPTH:
-            raise ValueError(f"nested {depth} levels deep; at most {METADATA_MAX_DEPTH}")
+        if json_depth(value) > METADATA_MAX_DEPTH:
+            raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels")
         try:
             size = len(json.dumps(value, separators=(",", ":")).encode())
         except (TypeError, ValueError) as exc:
@@ -143,7 +142,8 @@ class ProcessorSpec(BaseModel):
 
 
 def json_depth(value: Any) -> int:
-    """Nesting depth of containers, counted without recursion (a hostile body may be deep)."""
+    """Nesting depth of containers, counted without recursion (a hostile body may be deep);
+    past METADATA_MAX_DEPTH it stops counting and returns METADATA_MAX_DEPTH + 1."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, depth = stack.pop()
