@@ -5,7 +5,8 @@ views included, so a view added later is guarded without remembering to be. The 
 itself (``judge``) is pure, for the unit tests.
 
 - Writes (any method but GET/HEAD/OPTIONS) need ``API_TOKEN`` or ``ADMIN_TOKEN`` as
-  ``Authorization: Bearer <token>``: 401 without one, 403 with a wrong one. With no
+  ``Authorization: Bearer <token>`` (or as a Basic password): 401 without one, 403 with a
+  wrong one. With no
   ``API_TOKEN`` set, writes are taken only from loopback clients.
 - Reads are open unless ``API_READ_AUTH``; ``/health``, ``/metrics`` and the dashboard page
   always are (the page holds no data; what it fetches is guarded).
@@ -16,6 +17,8 @@ itself (``judge``) is pure, for the unit tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
@@ -87,13 +90,22 @@ class RequestFacts:
     host: str = ""
 
 
-def bearer_token(header: str | None) -> str | None:
+def presented_token(header: str | None) -> str | None:
+    """The token in ``Authorization: Bearer <token>``, or the password of Basic credentials:
+    clients that cannot set headers (detektr's ProcessorClient) carry it in their URL,
+    ``http://processor:<token>@worker:6066``, which HTTP clients send as Basic."""
     if not header:
         return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -135,7 +147,7 @@ def _cross_site(policy: AccessPolicy, req: RequestFacts) -> Refusal | None:
 
 
 def _authenticate(policy: AccessPolicy, req: RequestFacts) -> Role | Refusal:
-    token = bearer_token(req.authorization)
+    token = presented_token(req.authorization)
     configured = policy.api_token is not None or policy.admin_token is not None
     if token is not None and configured:
         role = policy.role_of(token)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROCESSOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A Redis stream key a processor reads its frames from (detektr's ``frames:ready:<id>``).
+QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 # Bounds of what one registration may ask the registry (a GlobalTable on every worker) to hold.
 MAX_CAPABILITIES = 64
@@ -118,6 +120,9 @@ class ProcessorSpec(BaseModel):
     stateful: bool = False
     partitions: int | None = Field(None, ge=1, le=1024)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Set by processors that read a Redis stream (detektr's ProcessorClient): the relay service
+    # mirrors the processor's topic into this stream. Unset: the processor consumes its topic.
+    queue: str | None = Field(default=None, pattern=QUEUE_RE.pattern)
 
     @field_validator("capabilities")
     @classmethod

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
     # --- capture side ----------------------------------------------------------------
     capture_stream: str = Field("frames:metadata", description="Redis stream the capture services write")
     capture_group: str = Field("frame-orchestrator", description="Consumer group of the bridge on the capture stream")
+    capture_naive_timezone: str = Field(
+        "UTC",
+        description="IANA zone of a capture timestamp written without offset, e.g. Europe/Warsaw"
+        " (an epoch capture_timestamp wins over it)",
+    )
 
     # --- topics ------------------------------------------------------------------------
     captured_topic: str = Field("frames.captured", description="Kafka topic the bridge writes, keyed by camera_id")
@@ -124,7 +130,21 @@ class Settings(BaseSettings):
         0.25, ge=0, le=10, description="Bounded-load slack: a camera moves above (1+eps) x average load"
     )
     dedupe_window_seconds: float = Field(
-        600.0, gt=0, description="How long a (frame_id, capability) pair is remembered for dedupe"
+        120.0,
+        gt=0,
+        description="How long a (frame_id, capability) pair is remembered for dedupe; keep it above "
+        "BRIDGE_CLAIM_IDLE_MS plus the bridge's retry backoff",
+    )
+    dedupe_max_pairs: int = Field(
+        200_000,
+        ge=1_000,
+        description="Pairs remembered per captured partition (about 210 bytes each); the oldest go first",
+    )
+    router_linger_ms: int = Field(
+        5, ge=0, le=1_000, description="How long the router's producer waits to fill a request with more records"
+    )
+    faust_prometheus: bool = Field(
+        False, description="Also export Faust's own per-record sensor metrics (costs about 60 µs per record)"
     )
 
     # --- health and load -----------------------------------------------------------------
@@ -281,6 +301,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
         return [origin.lower() for origin in value]
 
+    @field_validator("capture_naive_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Warsaw") from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -334,6 +363,11 @@ class Settings(BaseSettings):
             ssl_certfile=self.redis_ssl_certfile,
             ssl_keyfile=self.redis_ssl_keyfile,
         )
+
+    @property
+    def capture_timezone(self) -> ZoneInfo:
+        """The zone a naive capture timestamp is read in."""
+        return ZoneInfo(self.capture_naive_timezone)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -1,7 +1,8 @@
 """The bridge: mirrors the capture stream into the captured topic, at least once.
 
-One loop, one batch in flight: XREADGROUP a batch, queue every record with the producer,
-await all their deliveries, then XACK the batch in one call. An entry is acknowledged only
+One loop, one batch in flight: XREADGROUP a batch, queue its records with the producer (the
+frames of one partition together, as envelopes), await all their deliveries, then XACK what
+was delivered in one call. An entry is acknowledged only
 after Kafka acknowledged its record, so a crash at any point leaves it pending, and the next
 bridge claims it (its own PEL from "0" on start, other consumers' idle entries by XAUTOCLAIM).
 """
@@ -14,7 +15,7 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,13 +28,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import metrics
+from app import envelope, metrics
 from app.kafka import ensure_topics, start_reliable_producer
 from app.logs import setup_logging
-from app.models import DeadLetter, utcnow
+from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
-from app.telemetry import context_from_traceparent, headers_for, setup_tracing
+from app.telemetry import context_from_traceparent, headers_for, setup_tracing, traceparent_of
 from app.telemetry import tracer as get_tracer
 from bridge import letters
 from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
@@ -70,10 +71,24 @@ class BatchIncomplete(Exception):
 
 @dataclass(slots=True)
 class _InFlight:
-    stream_id: str
+    """One record queued with the producer: a frame, an envelope of frames, or a dead letter."""
+
+    stream_ids: list[str]
     future: Delivery
-    reason: str | None  # None: a frame for the captured topic; else the dead-letter reason
-    span: Span | None = None
+    reason: str | None  # None: frames for the captured topic; else the dead-letter reason
+    spans: list[Span] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A parsed frame waiting to be grouped with the others of its partition."""
+
+    stream_id: str
+    frame: FrameEvent
+    value: bytes
+    raw: dict[str, str]
+    span: Span
+    headers: list[tuple[str, bytes]]
 
 
 class Bridge:
@@ -97,6 +112,7 @@ class Bridge:
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
         self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
+        self._naive_tz = settings.capture_timezone
         self._producer: AIOKafkaProducer | None = None
         self._sink: KafkaSink | None = None
         self.state = State.RUNNING
@@ -268,16 +284,33 @@ class Bridge:
 
     # --- one batch -----------------------------------------------------------------------
     async def _mirror(self, entries: list[Entry]) -> None:
+        """Send one read's entries and acknowledge those Kafka took.
+
+        The frames of one partition travel together as envelopes (one record, many frames, in
+        stream order), so a busy stream costs the router one record per read and partition
+        instead of one per frame. Entries are acknowledged per record, after its delivery report.
+        """
         # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
         started = time.perf_counter()
         flights: list[_InFlight] = []
         send_error: BaseException | None = None
-        for entry in entries:
-            try:
-                flights.append(await self._send(entry))
-            except (KafkaError, OSError) as exc:
-                send_error = exc  # the rest stay pending; what was queued is still awaited and acked
-                break
+        by_partition: dict[int, list[_Ready]] = {}
+        try:
+            for entry in entries:
+                prepared = self._prepare(entry)
+                if isinstance(prepared, DeadLetter):
+                    flights.append(await self._dead_letter(prepared))
+                else:
+                    assert self._sink is not None
+                    partition = await self._sink.partition_of(prepared.frame.camera_id)
+                    by_partition.setdefault(partition, []).append(prepared)
+            for partition, frames in by_partition.items():
+                for part in envelope.chunks([len(f.value) for f in frames]):
+                    flights.append(await self._send_frames(partition, frames[part.start : part.stop]))
+        except (KafkaError, OSError) as exc:
+            # What was not queued stays pending; what was queued is still awaited and acked. A
+            # partition's later records are never queued after a failed one, so order holds.
+            send_error = exc
         results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
         delivered: list[str] = []
         failures: list[BaseException] = []
@@ -285,16 +318,16 @@ class Bridge:
         for flight, result in zip(flights, results, strict=True):
             if isinstance(result, BaseException):
                 failures.append(result)
-                if flight.span is not None:
-                    flight.span.set_status(Status(StatusCode.ERROR, f"not delivered: {result!r}"))
+                for span in flight.spans:
+                    span.set_status(Status(StatusCode.ERROR, f"not delivered: {result!r}"))
             else:
-                delivered.append(flight.stream_id)
+                delivered.extend(flight.stream_ids)
                 if flight.reason is None:
-                    mirrored += 1
+                    mirrored += len(flight.stream_ids)
                 else:
                     metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc()
-            if flight.span is not None:
-                flight.span.end()
+            for span in flight.spans:
+                span.end()
         dead = len(delivered) - mirrored
         self.mirrored_total += mirrored
         self.dead_lettered_total += dead
@@ -308,41 +341,58 @@ class Bridge:
                 f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
             )
 
-    async def _send(self, entry: Entry) -> _InFlight:
-        assert self._sink is not None
+    def _prepare(self, entry: Entry) -> _Ready | DeadLetter:
         if not entry.fields:
-            return await self._dead_letter(letters.for_deleted(entry.stream_id))
-        outcome = parse_entry(entry.fields, entry.stream_id)
+            return letters.for_deleted(entry.stream_id)
+        outcome = parse_entry(entry.fields, entry.stream_id, naive_tz=self._naive_tz)
         frame = outcome.frame
         if frame is None:
             assert outcome.error is not None
-            return await self._dead_letter(letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw))
+            return letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw)
         parent = context_from_traceparent(frame.traceparent, frame.tracestate)
         span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
+        headers: list[tuple[str, bytes]] = []
         if span.is_recording():
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
+            ctx = trace.set_span_in_context(span)
+            headers = headers_for(ctx)
+            # Inside an envelope a frame has no headers of its own: its trace travels in the frame.
+            frame = frame.model_copy(update={"traceparent": traceparent_of(ctx)})
+        return _Ready(entry.stream_id, frame, frame.model_dump_json().encode(), outcome.raw, span, headers)
+
+    async def _send_frames(self, partition: int, frames: list[_Ready]) -> _InFlight:
+        assert self._sink is not None
+        ids = [f.stream_id for f in frames]
+        spans = [f.span for f in frames]
         try:
-            future = await self._sink.send_frame(frame, headers_for(trace.set_span_in_context(span)))
+            if len(frames) == 1:
+                only = frames[0]
+                future = await self._sink.send_frame(only.frame, only.value, only.headers, partition)
+            else:
+                future = await self._sink.send_envelope([f.value for f in frames], frames[0].frame, partition)
         except MessageSizeTooLargeError as exc:
-            span.set_status(Status(StatusCode.ERROR, "record too large"))
-            span.end()
+            if len(frames) > 1:
+                raise  # envelopes are capped far below the limit; only a lone frame is refused
+            only = frames[0]
+            only.span.set_status(Status(StatusCode.ERROR, "record too large"))
+            only.span.end()
             record = letters.letter(
                 letters.TOO_LARGE_REASON,
                 f"the frame's record is larger than the producer accepts ({exc})",
-                entry.stream_id,
-                outcome.raw,
-                frame.frame_id,
-                frame.camera_id,
+                only.stream_id,
+                only.raw,
+                only.frame.frame_id,
+                only.frame.camera_id,
             )
             return await self._dead_letter(record)
-        return _InFlight(entry.stream_id, future, None, span)
+        return _InFlight(ids, future, None, spans)
 
     async def _dead_letter(self, record: DeadLetter) -> _InFlight:
         assert self._sink is not None and record.stream_id is not None
         log.debug("bridge %s: dead-letter %s %s: %s", self.consumer, record.stream_id, record.reason, record.detail)
-        return _InFlight(record.stream_id, await self._sink.send_dead_letter(record), record.reason)
+        return _InFlight([record.stream_id], await self._sink.send_dead_letter(record), record.reason)
 
     # --- state report --------------------------------------------------------------------
     async def _report_loop(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pydantic import SecretStr
 
-from app.access import AccessPolicy, Refusal, RequestFacts, Role, admin_refusal, bearer_token, judge
+from app.access import AccessPolicy, Refusal, RequestFacts, Role, admin_refusal, judge, presented_token
 
 API = "api-token-0123456789abcdef"
 ADMIN = "admin-token-0123456789abcdef"
@@ -102,12 +104,20 @@ def test_admin_token_guards_changes_except_a_draining_processor_leaving() -> Non
     assert admin_refusal(GUARDED, Role.NONE, own_move=True) is not None
 
 
-def test_bearer_parsing() -> None:
-    assert bearer_token("Bearer abc") == "abc"
-    assert bearer_token("bearer  abc ") == "abc"
-    assert bearer_token("Basic abc") is None
-    assert bearer_token("Bearer ") is None
-    assert bearer_token(None) is None
+def test_token_parsing_bearer_or_basic_password() -> None:
+    assert presented_token("Bearer abc") == "abc"
+    assert presented_token("bearer  abc ") == "abc"
+    assert presented_token("Bearer ") is None
+    assert presented_token(None) is None
+    assert presented_token("Basic " + base64.b64encode(b"processor:abc:def").decode()) == "abc:def"
+    assert presented_token("Basic " + base64.b64encode(b"processor:").decode()) is None
+    assert presented_token("Basic not-base64!") is None
+    assert presented_token("Digest abc") is None
+
+
+def test_a_basic_password_is_a_token_like_bearer() -> None:
+    basic = "Basic " + base64.b64encode(f"detektr:{API}".encode()).decode()
+    assert judge(GUARDED, write(authorization=basic)) is Role.API
 
 
 def test_registering_again_unchanged_is_a_restart_not_a_change() -> None:

@@ -53,6 +53,8 @@ def recorder() -> Iterator[Recorder]:
         ("agents.failover.AIOKafkaConsumer", "failover consumer"),
         ("agents.failover.AIOKafkaAdminClient", "failover admin"),
         ("processor.pipeline.AIOKafkaConsumer", "sdk consumer"),
+        ("relay.service.AIOKafkaConsumer", "relay registry consumer"),
+        ("relay.delivery.AIOKafkaConsumer", "relay delivery consumer"),
     ]
     with contextlib.ExitStack() as stack:
         for target, kind in targets:
@@ -73,6 +75,9 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     from app.models import ProcessorRecord
     from bridge.service import Bridge
     from processor.pipeline import FramePipeline, PipelineConfig
+    from relay.delivery import Delivery
+    from relay.queues import Queue
+    from relay.service import Relay
 
     settings = Settings(**SASL_SSL, store="memory://", data_dir=str(tmp_path))
     security = settings.kafka_security
@@ -99,10 +104,23 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     with mock.patch("processor.pipeline.ensure_topics", mock.AsyncMock()) as topics:
         await expect_built(pipeline.start())
     assert topics.call_args.kwargs["security"] == security
+    # The relay (detektr's processors): its registry follower and each delivery's consumer.
+    relay = Relay(settings)
+    with (
+        mock.patch("relay.service.ensure_topics", mock.AsyncMock()) as topics,
+        mock.patch("relay.service.start_reliable_producer", mock.AsyncMock()) as producer,
+    ):
+        await expect_built(relay.serve())
+    assert topics.call_args.kwargs["security"] == security and producer.call_args.kwargs["security"] == security
+    await relay.close()
+    delivery = Delivery(
+        settings, Queue("p", "frames:ready:p", 10), mock.MagicMock(xgroup_create=mock.AsyncMock()), mock.MagicMock()
+    )
+    await expect_built(delivery.run())
 
     kinds = {kind for kind, _ in recorder.built}
     assert kinds >= {"producer", "admin", "lag consumer", "lag admin", "failover consumer", "failover admin"}
-    assert "sdk consumer" in kinds
+    assert {"sdk consumer", "relay registry consumer", "relay delivery consumer"} <= kinds
     for kind, kwargs in recorder.built:
         assert security_part(kwargs) == expected, kind
 
