@@ -49,6 +49,7 @@ def faust_app(settings: Settings) -> faust.App:
     return app_class(
         settings.app_id,
         broker=settings.kafka_broker,
+        broker_credentials=settings.kafka_security.faust_credentials(),
         store=settings.store,
         datadir=settings.data_dir,
         web_enabled=True,
@@ -194,7 +195,14 @@ def required_topics(settings: Settings) -> list[tuple[str, int]]:
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker until SIGTERM/SIGINT; blocking."""
     setup_logging(settings.log_level)
-    asyncio.run(ensure_topics(settings.bootstrap_servers, required_topics(settings), settings.topic_replication_factor))
+    asyncio.run(
+        ensure_topics(
+            settings.bootstrap_servers,
+            required_topics(settings),
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
+        )
+    )
     setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings, prometheus=settings.faust_prometheus)
     worker = faust.Worker(worker_app.app, loglevel=settings.log_level)

@@ -108,9 +108,7 @@ class Bridge:
         self.redis: aioredis.Redis = (
             redis
             if redis is not None
-            else aioredis.from_url(
-                settings.redis_url, socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS
-            )
+            else settings.redis.client(socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
         )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
@@ -155,8 +153,11 @@ class Bridge:
                     s.bootstrap_servers,
                     [(s.captured_topic, s.captured_partitions), (s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
                     s.topic_replication_factor,
+                    security=s.kafka_security,
                 )
-                self._producer = await start_reliable_producer(s.bootstrap_servers, f"bridge-{self.consumer}")
+                self._producer = await start_reliable_producer(
+                    s.bootstrap_servers, f"bridge-{self.consumer}", security=s.kafka_security
+                )
         assert self._producer is not None
         self._sink = KafkaSink(self._producer, s.captured_topic, s.dead_letter_topic)
         log.info(
@@ -454,7 +455,7 @@ def run_bridge(settings: Settings) -> None:
         settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     if settings.bridge_metrics_port:
-        start_http_server(settings.bridge_metrics_port)
+        start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     try:
         asyncio.run(_serve_until_signalled(settings))
     finally:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.models import ProcessorSpec
@@ -26,9 +27,11 @@ class _Unavailable(Exception):
 class OrchestratorAPI:
     """Thin client of ``/api/v1/processors``; the caller owns the aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: SecretStr | None = None) -> None:
         self._session = session
         self._base = base_url.rstrip("/") + "/api/v1/processors"
+        # Per request, not on the session: a caller's session may talk to other hosts too.
+        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
     async def register(self, spec: ProcessorSpec, within: float = 60.0) -> dict[str, Any]:
         """POST the spec until the orchestrator accepts it; returns the registry record.
@@ -54,7 +57,9 @@ class OrchestratorAPI:
     async def _register_once(self, spec: ProcessorSpec) -> dict[str, Any]:
         url = f"{self._base}/register"
         try:
-            async with self._session.post(url, json=spec.model_dump(mode="json"), timeout=_REQUEST_TIMEOUT) as resp:
+            async with self._session.post(
+                url, json=spec.model_dump(mode="json"), headers=self._headers, timeout=_REQUEST_TIMEOUT
+            ) as resp:
                 if resp.status in (200, 201):
                     record: dict[str, Any] = await resp.json()
                     return record
@@ -68,7 +73,9 @@ class OrchestratorAPI:
     async def heartbeat(self, processor_id: str, status: str = "healthy") -> bool:
         """True when accepted; False when the orchestrator does not know the processor (re-register)."""
         body = {"processor_id": processor_id, "status": status}
-        async with self._session.post(f"{self._base}/heartbeat", json=body, timeout=_REQUEST_TIMEOUT) as resp:
+        async with self._session.post(
+            f"{self._base}/heartbeat", json=body, headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status == 404:
                 return False
             if resp.status != 200:
@@ -77,6 +84,8 @@ class OrchestratorAPI:
 
     async def deregister(self, processor_id: str) -> None:
         """DELETE the processor; one that is already gone (404) is fine."""
-        async with self._session.delete(f"{self._base}/{processor_id}", timeout=_REQUEST_TIMEOUT) as resp:
+        async with self._session.delete(
+            f"{self._base}/{processor_id}", headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status not in (200, 204, 404):
                 raise RuntimeError(f"deregister refused: HTTP {resp.status}: {(await resp.text())[:200]}")
