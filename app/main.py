@@ -151,7 +151,12 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
 
 
 def _kafka_sender(settings: Settings) -> KafkaSender:
-    return KafkaSender(settings.bootstrap_servers, f"{settings.app_id}-router", settings.router_linger_ms)
+    return KafkaSender(
+        settings.bootstrap_servers,
+        f"{settings.app_id}-router",
+        settings.router_linger_ms,
+        security=settings.kafka_security,
+    )
 
 
 def _register_metrics_page(app: faust.App) -> None:

@@ -71,7 +71,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     from agents.failover import reroute_backlog
     from app.kafka import ensure_topics, start_reliable_producer
     from app.lag import LagSampler
-    from app.main import faust_app
+    from app.main import _kafka_sender, faust_app
     from app.models import ProcessorRecord
     from bridge.service import Bridge
     from processor.pipeline import FramePipeline, PipelineConfig
@@ -90,6 +90,8 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
 
     await expect_built(ensure_topics(settings.bootstrap_servers, [("t", 1)], security=security))
     await expect_built(start_reliable_producer(settings.bootstrap_servers, "p", security=security))
+    # The router's own producer (agents.sender), as the worker builds it.
+    await expect_built(_kafka_sender(settings).start())
     await expect_built(LagSampler(settings.bootstrap_servers, security=security).start())
     orch = mock.MagicMock(settings=settings)
     now = "2026-01-01T00:00:00+00:00"
