@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from app.devstack import DevStack, DevStackError, free_port
+from app.devstack import DevStack, DevStackError, dies_with_parent, free_port
 from app.progress import ChildStatus, Poll, ProgressView
 from app.settings import Settings
 
@@ -109,7 +109,9 @@ class Child:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv,
+                # A dev that dies any way at all (the terminal closed, SIGKILL) takes its services
+                # with it; TERM lets them stop cleanly, and each is gone within its own grace.
+                dies_with_parent(self.argv, "TERM"),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -89,8 +89,8 @@ def redis_binary() -> str:
     return str(get_binary_path())
 
 
-def dies_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` made to receive SIGKILL when the process (thread) that started it dies.
+def dies_with_parent(argv: list[str], signal_name: str = "KILL") -> list[str]:
+    """``argv`` made to receive SIG``signal_name`` when the process (thread) that started it dies.
 
     stop() and the atexit hook cover every ordinary exit; this covers a pytest or `make dev`
     that is itself SIGKILLed, which would otherwise leave its broker and Redis running.
@@ -99,7 +99,7 @@ def dies_with_parent(argv: list[str]) -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None or not sys.platform.startswith("linux"):
         return argv
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return [setpriv, "--pdeathsig", signal_name, "--", *argv]
 
 
 @dataclass

@@ -24,6 +24,10 @@ METADATA_MAX_BYTES = 16 * 1024
 METADATA_MAX_DEPTH = 8
 
 
+# DeadLetter.source of the letters processors (the SDK) write.
+PROCESSOR_SOURCE = "processor"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -99,6 +103,9 @@ class DeadLetter(BaseModel):
     processor_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+    # Who wrote it: "processor" for the SDK's (the workers count those; their own they count
+    # as they write them). None from writers that predate the field.
+    source: str | None = Field(default=None, max_length=64)
 
 
 class ProcessorStatus(StrEnum):
@@ -174,6 +181,9 @@ class ProcessorRecord(ProcessorSpec):
     last_heartbeat: datetime
     registered_at: datetime
     status_reason: str = ""
+    # Replicas share the id (and its topic and group): replica id -> its last register or
+    # heartbeat. The id leaves the registry only when the last live replica deregisters.
+    replicas: dict[str, datetime] = Field(default_factory=dict)
 
 
 class ControlEvent(BaseModel):
@@ -185,3 +195,5 @@ class ControlEvent(BaseModel):
     spec: ProcessorSpec | None = None
     status: ProcessorStatus | None = None
     reason: str = ""
+    # Which replica of the processor sent it (SDK processes); None: the id as a whole.
+    replica: str | None = Field(default=None, max_length=256)

@@ -116,7 +116,11 @@ class Settings(BaseSettings):
         20, ge=1, le=30_000, description="Longest a Kafka fetch may wait for data (bounds per-hop latency)"
     )
     recovery_consistency_check: bool = Field(
-        True, description="Refuse to start when a table's stored offset is past its changelog's end (off on Tansu)"
+        True,
+        description="Wipe and restore a table partition whose stored offset is past its changelog's end (off on Tansu)",
+    )
+    routing_stuck_seconds: float = Field(
+        30.0, gt=0, description="Seconds the routing agent may hold a frame without finishing one before /ready fails"
     )
     router_lag_budget: int = Field(
         500, ge=1, le=100_000, description="Captured frames per partition the routers may lag before the bridge slows"
@@ -176,6 +180,12 @@ class Settings(BaseSettings):
         30_000, ge=100, description="Idle time after which another consumer's pending entry is claimed"
     )
     bridge_claim_interval: float = Field(10.0, gt=0, description="Seconds between XAUTOCLAIM sweeps")
+    bridge_trim_acked: bool = Field(
+        True, description="XTRIM the capture stream's prefix every group has read and acknowledged"
+    )
+    bridge_max_deliveries: int = Field(
+        10, ge=1, le=10_000, description="Deliveries after which a pending entry is a poison pill and dead-lettered"
+    )
     bridge_consumer_name: str | None = Field(
         None, description="Consumer name in the capture group (default: host-pid-random)"
     )
@@ -214,6 +224,13 @@ class Settings(BaseSettings):
         description="Browser origins besides a worker's own that may send writes (comma-separated)",
     )
     metrics_host: str = Field("0.0.0.0", description="Interface the bridge's and SDK processors' /metrics bind to")
+    # --- every service -------------------------------------------------------------------------
+    shutdown_grace_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="Seconds a service may take to stop after SIGTERM/SIGINT before it exits regardless",
+    )
 
     # --- telemetry ----------------------------------------------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(

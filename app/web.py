@@ -17,18 +17,19 @@ from typing import Any, cast
 from faust import web
 from pydantic import ValidationError
 
+from agents.registry_fold import last_replica_leaving
 from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
 from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
-from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
 from app.names import find_collision
+from bridge.names import bridge_states
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
 # Below the SDK's 10 s request timeout, so a slow fold never fails the draining heartbeat.
 DRAINING_WAIT_SECONDS = 5.0
-BRIDGE_KEY_SCAN = 100
 HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
 
@@ -60,6 +61,14 @@ def same_spec(spec: ProcessorSpec, record: dict[str, Any]) -> bool:
     wanted = spec.model_dump(mode="json", exclude={"partitions"})
     unchanged = all(record.get(name) == value for name, value in wanted.items())
     return unchanged and spec.partitions in (None, record.get("partitions"))
+
+
+def replica_of(request: web.Request) -> str | None:
+    """The ``?replica=`` of a register or deregister: which replica of the id is speaking."""
+    replica = request.query.get("replica") or None
+    if replica is not None and len(replica) > 256:
+        raise BodyError([{"field": "replica", "message": "at most 256 characters"}])
+    return replica
 
 
 def processor_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +113,7 @@ def register_web(orch: Orchestrator) -> None:
                 if body["id"] != path_id:
                     raise BodyError([{"field": "id", "message": "must match the id in the path"}])
             spec = ProcessorSpec.model_validate(body)
+            replica = replica_of(request)
         except BodyError as exc:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
@@ -131,7 +141,7 @@ def register_web(orch: Orchestrator) -> None:
             settings.topic_replication_factor,
             security=settings.kafka_security,
         )
-        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
+        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec, replica=replica)  # type: ignore[arg-type]
         await publish(event)
         stamp = event.at
         record = await wait_registry(
@@ -156,24 +166,35 @@ def register_web(orch: Orchestrator) -> None:
                 return unprocessable(self, exc.errors)
             pid = body.get("processor_id")
             status = body.get("status", "healthy")
+            replica = body.get("replica")
             errors = []
             if not isinstance(pid, str) or not PROCESSOR_ID_RE.match(pid):
                 errors.append({"field": "processor_id", "message": "required: a registered processor id"})
+            if replica is not None and (not isinstance(replica, str) or not 0 < len(replica) <= 256):
+                errors.append({"field": "replica", "message": "string of 1-256 characters"})
             # The other statuses are the health monitor's verdicts, never a processor's claim.
             if status not in HEARTBEAT_STATUSES:
                 errors.append({"field": "status", "message": f"one of {sorted(HEARTBEAT_STATUSES)}"})
             if errors or not isinstance(pid, str):
                 return unprocessable(self, errors)
-            if tables.registry.get(pid) is None:
+            current = tables.registry.get(pid)
+            if current is None:
                 return self.json({"detail": f"processor {pid!r} is not registered"}, status=404)
-            if status == ProcessorStatus.DRAINING.value:
+            record = ProcessorRecord.model_validate(current)
+            # One replica draining while siblings carry on must not stop routing to the id.
+            draining = status == ProcessorStatus.DRAINING.value and last_replica_leaving(
+                record, replica, utcnow(), settings
+            )
+            if draining:
                 await publish(
                     ControlEvent(
                         kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
                     )
                 )
-            await publish(ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status)))
-            if status == ProcessorStatus.DRAINING.value:
+            await publish(
+                ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status), replica=replica)
+            )
+            if draining:
                 # The SDK deregisters right after this answer; with ADMIN_TOKEN set its DELETE is
                 # allowed only once the registry shows it draining.
                 await wait_registry(pid, lambda r: r is None or r.get("status") == status, DRAINING_WAIT_SECONDS)
@@ -217,8 +238,14 @@ def register_web(orch: Orchestrator) -> None:
                 return self.json({"detail": refusal.detail}, status=refusal.status)
             if record is None:
                 return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
-            await publish(ControlEvent(kind="deregister", processor_id=processor_id))
-            await wait_registry(processor_id, lambda r: r is None)
+            try:
+                replica = replica_of(request)
+            except BodyError as exc:
+                return unprocessable(self, exc.errors)
+            await publish(ControlEvent(kind="deregister", processor_id=processor_id, replica=replica))
+            await wait_registry(
+                processor_id, lambda r: r is None or (replica is not None and replica not in r.get("replicas", {}))
+            )
             return self.bytes(b"", status=204)
 
     @app.page("/api/v1/frames/stats")
@@ -245,12 +272,6 @@ def register_web(orch: Orchestrator) -> None:
                 }
             )
 
-    @app.page("/health")
-    class Health(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            report = await readiness(orch)
-            return self.json(report, status=200 if report["ready"] else 503)
-
 
 def frame_stats(orch: Orchestrator) -> dict[str, Any]:
     totals = sum_snapshots([s for s in orch.tables.worker_stats.values() if s])
@@ -258,8 +279,13 @@ def frame_stats(orch: Orchestrator) -> dict[str, Any]:
         pid: {
             "routed": totals["routed_by_processor"].get(pid, 0),
             "processed": totals["processed_by_processor"].get(pid, 0),
+            "dead_lettered": totals["dead_lettered_by_processor"].get(pid, 0),
         }
-        for pid in sorted(set(totals["routed_by_processor"]) | set(totals["processed_by_processor"]))
+        for pid in sorted(
+            set(totals["routed_by_processor"])
+            | set(totals["processed_by_processor"])
+            | set(totals["dead_lettered_by_processor"])
+        )
     }
     return {**totals, "processors": processors, "at": datetime.now(UTC).isoformat()}
 
@@ -292,10 +318,7 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
         if raw_router:
             data = json.loads(raw_router)
             router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}
-        keys = [k async for k in orch.redis.scan_iter(match=f"{settings.app_id}:bridge:*", count=BRIDGE_KEY_SCAN)]
-        for value in await orch.redis.mget(keys) if keys else []:
-            if value:
-                bridges.append(json.loads(value))
+        bridges = await bridge_states(orch.redis, settings.app_id)
     except Exception as exc:  # the report still answers without Redis, saying so
         router["error"] = f"redis unavailable: {exc}"
     return {
@@ -312,22 +335,3 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
             "protected_priority": settings.protected_priority,
         },
     }
-
-
-async def readiness(orch: Orchestrator) -> dict[str, Any]:
-    app = orch.app
-    checks: dict[str, Any] = {}
-    try:
-        checks["redis"] = bool(await asyncio.wait_for(orch.redis.ping(), timeout=2))
-    except Exception as exc:
-        checks["redis"] = False
-        checks["redis_error"] = str(exc)
-    consumer = app.consumer if app.started else None
-    assignment = consumer.assignment() if consumer is not None else set()
-    checks["kafka"] = bool(app.started and app.producer is not None and app.producer.started)
-    checks["partitions_assigned"] = len(assignment)
-    recovery = getattr(app.tables, "recovery", None)
-    checks["recovered"] = bool(app.started and recovery is not None and recovery.completed.is_set())
-    checks["ready"] = bool(checks["redis"] and checks["kafka"] and checks["recovered"] and assignment)
-    checks["boot_id"] = orch.boot_id
-    return checks

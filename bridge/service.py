@@ -35,10 +35,19 @@ from app.logs import setup_logging
 from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
+from app.shutdown import exit_after
 from app.telemetry import context_from_traceparent, headers_for, setup_tracing, traceparent_of
 from app.telemetry import tracer as get_tracer
-from bridge import letters
-from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
+from bridge import letters, poison, trim
+from bridge.names import (
+    STATE_TTL_SECONDS,
+    backpressure_key,
+    bridge_state_key,
+    bridges_key,
+    default_consumer_name,
+    trim_gap_prefix,
+    trimmed_unread_key,
+)
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
 from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
@@ -48,7 +57,6 @@ log = logging.getLogger(__name__)
 SERVICE = "bridge"
 BACKPRESSURE_REFRESH_SECONDS = 0.5
 REPORT_INTERVAL_SECONDS = 1.0
-STATE_TTL_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 60.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
@@ -196,6 +204,7 @@ class Bridge:
             await self._producer.stop()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(bridge_state_key(self.settings.app_id, self.consumer))
+            await self.redis.zrem(bridges_key(self.settings.app_id), self.consumer)
         if self._owns_redis:
             await self.redis.aclose()
         log.info(
@@ -240,6 +249,7 @@ class Bridge:
             self._next_claim = time.monotonic() + self.settings.bridge_claim_interval
             if self._stop.is_set():
                 return
+        await self._count_trimmed_unread()
         entries = await self.source.read_new(action.batch_size, self.settings.bridge_block_ms)
         if entries:
             await self._mirror(entries)
@@ -265,7 +275,7 @@ class Bridge:
             entries = await self.source.read_own_pending(after, action.batch_size)
             if not entries:
                 break
-            await self._mirror(entries)
+            await self._mirror(entries, await self._delivery_counts(entries))
             after = entries[-1].stream_id
         cursor = CLAIM_START
         while not self._stop.is_set():
@@ -274,9 +284,30 @@ class Bridge:
             )
             if entries:
                 log.info("bridge %s: claimed %d idle pending entries", self.consumer, len(entries))
-                await self._mirror(entries)
+                await self._mirror(entries, await self._delivery_counts(entries))
             if cursor == CLAIM_START:
                 break
+
+    async def _count_trimmed_unread(self) -> None:
+        """Before reading on: entries MAXLEN trimmed ahead of the group are counted, not skipped silently."""
+        s = self.settings
+        gap = await trim.count_gap(self.redis, s.capture_stream, s.capture_group, trim_gap_prefix(s.app_id))
+        if not gap:
+            return
+        total = await self.redis.incrby(trimmed_unread_key(s.app_id), gap)
+        metrics.STREAM_TRIMMED_UNREAD.inc(gap)
+        log.warning(
+            "bridge %s: %d capture entries were trimmed (MAXLEN) before any bridge read them (%d in all)",
+            self.consumer,
+            gap,
+            total,
+        )
+
+    async def _delivery_counts(self, entries: list[Entry]) -> dict[str, int]:
+        ids = [e.stream_id for e in entries]
+        return await poison.delivery_counts(
+            self.redis, self.settings.capture_stream, self.settings.capture_group, self.consumer, ids
+        )
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -284,12 +315,13 @@ class Bridge:
                 await self._stop.wait()
 
     # --- one batch -----------------------------------------------------------------------
-    async def _mirror(self, entries: list[Entry]) -> None:
+    async def _mirror(self, entries: list[Entry], deliveries: dict[str, int] | None = None) -> None:
         """Send one read's entries and acknowledge those Kafka took.
 
         The frames of one partition travel together as envelopes (one record, many frames, in
         stream order), so a busy stream costs the router one record per read and partition
         instead of one per frame. Entries are acknowledged per record, after its delivery report.
+        ``deliveries``: how often each entry was delivered before (re-reads of pending ones).
         """
         # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
         started = time.perf_counter()
@@ -297,8 +329,12 @@ class Bridge:
         send_error: BaseException | None = None
         by_partition: dict[int, list[_Ready]] = {}
         traced = self._traced()
+        limit = self.settings.bridge_max_deliveries
         try:
             for entry in entries:
+                if deliveries and poison.is_poison(deliveries.get(entry.stream_id, 1), limit):
+                    flights.append(await self._dead_letter(poison.poison_letter(entry, limit)))
+                    continue
                 prepared = self._prepare(entry, traced)
                 if isinstance(prepared, DeadLetter):
                     flights.append(await self._dead_letter(prepared))
@@ -314,6 +350,7 @@ class Bridge:
             # partition's later records are never queued after a failed one, so order holds.
             send_error = exc
         results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
+        await self._dead_letter_refused(entries, flights, results)
         delivered: list[str] = []
         failures: list[BaseException] = []
         mirrored = 0
@@ -327,7 +364,7 @@ class Bridge:
                 if flight.reason is None:
                     mirrored += len(flight.stream_ids)
                 else:
-                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc()
+                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc(len(flight.stream_ids))
             for span in flight.spans:
                 span.end()
         dead = len(delivered) - mirrored
@@ -342,6 +379,34 @@ class Bridge:
             raise BatchIncomplete(
                 f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
             )
+
+    async def _dead_letter_refused(self, entries: list[Entry], flights: list[_InFlight], results: list[Any]) -> None:
+        """Records Kafka refused for good are replaced, in place, by the dead letters of their entries.
+
+        An envelope refused for good (a topic the bridge may not write, or a broker whose record
+        limit is below the envelope cap) dead-letters each of its entries: retrying it would
+        wedge the stream behind it.
+        """
+        refused = [
+            i
+            for i, (flight, result) in enumerate(zip(flights, results, strict=True))
+            if flight.reason is None and isinstance(result, BaseException) and poison.refused_for_good(result)
+        ]
+        if not refused:
+            return
+        by_id = {entry.stream_id: entry for entry in entries}
+        for i in refused:
+            flight, error = flights[i], results[i]
+            for span in flight.spans:
+                span.set_status(Status(StatusCode.ERROR, f"refused for good: {error!r}"))
+            letters_of = [
+                await self._dead_letter(poison.refused_letter(by_id[sid], error)) for sid in flight.stream_ids
+            ]
+            outcomes = await _deliveries(letters_of, DELIVERY_TIMEOUT_SECONDS)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            # The flight now stands for its dead letters: delivered only if every one of them was.
+            flights[i] = _InFlight(flight.stream_ids, letters_of[0].future, poison.REFUSED_REASON, flight.spans)
+            results[i] = failed if failed is not None else outcomes[0]
 
     def _traced(self) -> bool:
         tracer = self._tracer
@@ -427,8 +492,11 @@ class Bridge:
             rate = (total - last_total) / max(now - last_at, 1e-9)
             last_total, last_at = total, now
 
-    def state_document(self, backlog: int, pending: int, rate: float) -> dict[str, Any]:
+    def state_document(
+        self, backlog: int, pending: int, rate: float, trimmed_unread: int | None = None
+    ) -> dict[str, Any]:
         return {
+            "trimmed_unread": trimmed_unread,
             "consumer": self.consumer,
             "state": self.state.value,
             "backlog": backlog,
@@ -443,9 +511,19 @@ class Bridge:
         group = await self.source.group_state()
         metrics.STREAM_BACKLOG.set(group.backlog)
         metrics.STREAM_PENDING.set(group.pending)
-        doc = self.state_document(group.backlog, group.pending, rate)
+        lost = await self.redis.get(trimmed_unread_key(self.settings.app_id))
+        doc = self.state_document(group.backlog, group.pending, rate, int(lost or 0))
+        if self.settings.bridge_trim_acked:
+            await trim.trim_acknowledged(self.redis, self.settings.capture_stream)
         key = bridge_state_key(self.settings.app_id, self.consumer)
-        await self.redis.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+        index = bridges_key(self.settings.app_id)
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+            pipe.zadd(index, {self.consumer: now})
+            # Bridges that stopped reporting leave the index too, so it stays as small as the fleet.
+            pipe.zremrangebyscore(index, "-inf", now - STATE_TTL_SECONDS)
+            await pipe.execute()
 
 
 def run_bridge(settings: Settings) -> None:
@@ -498,6 +576,7 @@ async def _serve_until_signalled(settings: Settings) -> None:
             main.cancel()
             return
         log.info("%s: finishing the batch in flight", signal.Signals(signum).name)
+        exit_after(settings.shutdown_grace_seconds, f"bridge {bridge.consumer}")
         bridge.request_stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -91,3 +91,48 @@ def test_a_healthy_heartbeat_does_not_overrule_the_monitors_verdict() -> None:
         judged = fold_control(record, status_event(verdict), SETTINGS)
         after = fold_control(judged, heartbeat(ProcessorStatus.HEALTHY, T0 + timedelta(seconds=1)), SETTINGS)
         assert after is not None and after["status"] == verdict.value
+
+
+def beat(replica: str | None, at: datetime, kind: str = "heartbeat") -> ControlEvent:
+    return ControlEvent(kind=kind, processor_id="yolo", replica=replica, at=at)  # type: ignore[arg-type]
+
+
+def test_a_replica_leaving_keeps_the_id_while_a_sibling_lives() -> None:
+    window = SETTINGS.heartbeat_interval * SETTINGS.heartbeat_misses
+    rec = fold_control(None, register().model_copy(update={"replica": "a"}), SETTINGS)
+    rec = fold_control(rec, register(at=T0 + timedelta(seconds=1)).model_copy(update={"replica": "b"}), SETTINGS)
+    assert rec is not None and set(rec["replicas"]) == {"a", "b"}
+
+    rec = fold_control(rec, beat("a", T0 + timedelta(seconds=2), "deregister"), SETTINGS)
+    assert rec is not None, "b still serves the id"
+    assert set(rec["replicas"]) == {"b"}
+    assert rec["status"] == "healthy"
+
+    rec = fold_control(rec, beat("b", T0 + timedelta(seconds=3)), SETTINGS)
+    assert rec is not None
+    assert fold_control(rec, beat("b", T0 + timedelta(seconds=3 + window / 2), "deregister"), SETTINGS) is None
+
+
+def test_a_sibling_silent_past_the_window_does_not_keep_the_id() -> None:
+    window = SETTINGS.heartbeat_interval * SETTINGS.heartbeat_misses
+    rec = fold_control(None, register().model_copy(update={"replica": "killed"}), SETTINGS)
+    rec = fold_control(rec, beat("a", T0), SETTINGS)
+    later = T0 + timedelta(seconds=window + 1)
+    rec = fold_control(rec, beat("a", later), SETTINGS)
+    assert rec is not None and set(rec["replicas"]) == {"a"}, "the silent replica is forgotten"
+    assert fold_control(rec, beat("a", later, "deregister"), SETTINGS) is None
+
+
+def test_a_deregister_naming_no_replica_removes_the_id_whatever_replicas_remain() -> None:
+    rec = fold_control(None, register().model_copy(update={"replica": "a"}), SETTINGS)
+    rec = fold_control(rec, beat("b", T0), SETTINGS)
+    assert fold_control(rec, beat(None, T0, "deregister"), SETTINGS) is None
+
+
+def test_records_stored_before_replicas_existed_still_fold() -> None:
+    rec = fold_control(None, register(), SETTINGS)
+    assert rec is not None
+    del rec["replicas"]
+    rec = fold_control(rec, beat("a", T0), SETTINGS)
+    assert rec is not None and set(rec["replicas"]) == {"a"}
+    assert fold_control(rec, beat("a", T0, "deregister"), SETTINGS) is None
