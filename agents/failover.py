@@ -89,12 +89,19 @@ async def reroute_backlog(
     Returns how many were re-sent, and whether the group's offsets now stand past them."""
     moved_to = {} if moved_to is None else moved_to
     bootstrap = orch.settings.bootstrap_servers
+    security = orch.settings.kafka_security
     # No group: reading the backlog must never join processor.<id> and take partitions from
     # a replica that is alive but slow. Offsets are read and written through the admin API.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        **security.client_kwargs(),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover")
+    admin = AIOKafkaAdminClient(
+        **security.client_kwargs(), bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover"
+    )
     producer: AIOKafkaProducer | None = None  # only when there is something to re-send
     await consumer.start()
     try:
@@ -125,7 +132,9 @@ async def reroute_backlog(
             for tp, messages in batch.items():
                 for msg in messages:
                     if producer is None:
-                        producer = await start_reliable_producer(bootstrap, f"{orch.settings.app_id}-failover")
+                        producer = await start_reliable_producer(
+                            bootstrap, f"{orch.settings.app_id}-failover", security=security
+                        )
                     pending.append(
                         await producer.send(
                             orch.settings.captured_topic,

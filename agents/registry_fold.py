@@ -78,10 +78,12 @@ def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: 
         remaining = {r: seen for r, seen in replicas.items() if r != event.replica}
         return record.model_copy(update={"replicas": remaining}).model_dump(mode="json")
     if event.kind == "heartbeat":
-        # A heartbeat refreshes liveness only; recovery to healthy is the health monitor's call.
-        return record.model_copy(
-            update={"last_heartbeat": max(record.last_heartbeat, event.at), "replicas": replicas}
-        ).model_dump(mode="json")
+        # A heartbeat refreshes liveness only; recovery to healthy is the health monitor's call,
+        # except from draining: only the processor says it drains, so only it says it stopped.
+        update: dict[str, Any] = {"last_heartbeat": max(record.last_heartbeat, event.at), "replicas": replicas}
+        if record.status is ProcessorStatus.DRAINING and event.status is ProcessorStatus.HEALTHY:
+            update.update(status=ProcessorStatus.HEALTHY, status_reason="healthy heartbeat after draining")
+        return record.model_copy(update=update).model_dump(mode="json")
     # kind == "status": the health monitor's verdict
     if event.status is None:
         raise ValueError("status event without status")

@@ -2,6 +2,12 @@
 
 The decisions are agents.routing's (pure code); this module only applies them to Kafka
 and the tables: dedupe, affinity, dead letters, holding frames when everything is full.
+
+A captured record holds one frame or an envelope of frames (app.envelope). Every record it
+leads to (routed frames, dead letters, held frames) is queued without waiting, and the
+captured record is acked only once all of them are acknowledged (agents.record_acks), so a
+commit never passes a frame whose sends could still be lost. A delivery that fails for good
+stops the worker (``on_fatal``): it restarts from the last commit and routes again.
 """
 
 from __future__ import annotations
@@ -10,97 +16,112 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import trace
-from pydantic import ValidationError
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Link
 
-from agents.dedupe import dedupe_key
+from agents.dedupe_index import DedupeIndex, batch_partition, dedupe_key
+from agents.frame_decode import Frame, Invalid, decode_frame, from_event
+from agents.record_acks import PendingRecord, RecordAcks
 from agents.routing import Action, Decision, Router
+from agents.sender import Headers, RecordSender
+from app import envelope
 from app.context import Orchestrator
-from app.deadletter import dead_letter_frame
+from app.deadletter import count_letter, frame_letter
 from app.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
-from app.models import FrameEvent, RoutedFrame
+from app.models import FrameEvent
 from app.telemetry import context_from_headers, context_from_traceparent, headers_for, tracer
 
 log = logging.getLogger(__name__)
 _TRACER = tracer("frame_buffer.router")
 HOLD_POLL_SECONDS = 0.2
 REFRESH_ON_MISS_SECONDS = 0.1
+TOO_LARGE_REASON = "too_large"
+MAX_CACHED_AFFINITIES = 100_000
 
 
 def waiting_key(camera_id: str, capability: str) -> str:
     return f"{camera_id}|{capability}"
 
 
+def _tracing() -> bool:
+    """Spans only where an SDK provider records them: the API's no-op tracer still costs per call."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 class FrameRouting:
     """Applies routing decisions for one worker. Called only from inside agent streams."""
 
-    def __init__(self, orch: Orchestrator, router: Router, refresh_view: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        router: Router,
+        sender: RecordSender,
+        refresh_view: Callable[[], None] | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.orch = orch
         self.router = router
-        self.protected_priority = orch.settings.protected_priority
+        self.sender = sender
+        settings = orch.settings
+        self.protected_priority = settings.protected_priority
+        self.index = DedupeIndex(settings.dedupe_window_seconds, settings.dedupe_max_pairs)
+        self.acks = RecordAcks(self._fatal)
+        # Set by the worker's entrypoint to stop the worker; a test may leave it unset.
+        self.on_fatal = on_fatal
+        self.failure: BaseException | None = None
         # Re-reads the registry into the router; used before dead-lettering a frame for want
         # of a processor that may have registered since the last periodic refresh.
         self._refresh_view = refresh_view
         self._refreshed_at = float("-inf")
+        self._ready_topics: dict[str, str] = {}
+        self._routed_metric: dict[tuple[str, str], Any] = {}
+        self._affinities: dict[str, dict[str, str]] = {}
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
+        """One captured record: its frames routed, the record acked once all it led to is acked."""
         started = time.perf_counter()
-        frame = await self._parse(event.value, event.key)
-        if frame is None:
-            return
-        rerouted_from = frame.metadata.get("rerouted_from")
-        if not rerouted_from:
-            self.orch.counters.captured += 1
-        parent = context_from_headers(_headers(event)) or context_from_traceparent(frame.traceparent, frame.tracestate)
-        origin = _origin(event)
-        affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
-        decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
-        if any(d.action is Action.DEAD_LETTER for d in decisions) and self._refreshed_view():
-            decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
-        affinity_changed = False
-        for decision in decisions:
-            if self._is_duplicate(frame, decision.capability, rerouted_from, origin):
-                continue
-            while decision.action is Action.HOLD and (frame.priority >= self.protected_priority or rerouted_from):
-                # Protected frames are never shed, nor are frames moved off a failed
-                # processor (they have waited already): this agent stops here, so Kafka
-                # holds the partition's later frames until the capability has room again.
-                await asyncio.sleep(HOLD_POLL_SECONDS)
-                decision = self.router.route([decision.capability], frame.camera_id, frame.priority, affinity)[0]
-            if decision.action is Action.HOLD:
-                await self._hold(frame, decision.capability)
-            elif decision.action is Action.DEAD_LETTER:
-                await dead_letter_frame(
-                    self.orch,
-                    decision.reason,
-                    f"no healthy processor offers {decision.capability!r}",
-                    frame,
-                    capability=decision.capability,
-                )
-            else:
-                await self._send(frame, decision, parent, origin)
-                pid = decision.processor_id
-                if decision.new_affinity and pid is not None and affinity.get(decision.capability) != pid:
-                    affinity = {**affinity, decision.capability: pid}
-                    affinity_changed = True
-        if affinity_changed:
-            # Reassign, never mutate in place: only assignments reach the changelog.
-            self.orch.tables.affinity[frame.camera_id] = affinity
+        await self._acked(event, self._route_record)
         ROUTING_LATENCY.observe(time.perf_counter() - started)
 
     async def on_waiting(self, event: Any) -> None:
-        """A held, shed-able frame: sent when there is room, shed if a newer one of its camera waits."""
+        """A held, shed-able frame: sent when there is room, shed if a newer one of its camera waits.
+
+        Not the hot path (only under overload): its one send is awaited until acknowledged,
+        and only then is the held record acked.
+        """
+        await self._acked(event, self._drain_one)
+
+    async def _acked(self, event: Any, handle: Callable[[Any, PendingRecord], Awaitable[None]]) -> None:
+        tp = event.message.tp
+        pending = self.acks.begin(tp, event.ack)
+        try:
+            await handle(event, pending)
+        except BaseException as exc:
+            # Never ack a record that was only partly handed on: the worker stops and the
+            # record is handled again from the last commit.
+            pending.failed = True
+            if not isinstance(exc, asyncio.CancelledError):
+                self._fatal(exc)
+            raise
+        self.acks.seal(tp, pending)
+
+    async def _drain_one(self, event: Any, pending: PendingRecord) -> None:
         held = json.loads(event.value)
         frame = FrameEvent.model_validate(held["frame"])
         capability: str = held["capability"]
         latest = self.orch.tables.waiting
         key = waiting_key(frame.camera_id, capability)
-        parent = context_from_headers(_headers(event))
+        partition = event.message.partition
+        self._ensure_loaded(partition)  # the waiting topic is co-partitioned with the captured one
+        fast = from_event(frame)
+        headers = _headers(event) or _frame_headers(fast)
         while True:
             if latest[key] != frame.frame_id:
                 await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
@@ -108,18 +129,138 @@ class FrameRouting:
             affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
             decision = self.router.route([capability], frame.camera_id, frame.priority, affinity)[0]
             if decision.action is Action.SEND:
-                await self._send(frame, decision, parent, _origin(event, "w"))
+                await (await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at()))
+                self._flush(partition)
                 return
             if decision.action is Action.DEAD_LETTER:
-                await dead_letter_frame(
-                    self.orch,
-                    decision.reason,
-                    f"no healthy processor offers {capability!r}",
-                    frame,
-                    capability=capability,
-                )
+                detail = f"no healthy processor offers {capability!r}"
+                await (await self._dead_letter(decision.reason, detail, frame, capability))
                 return
             await asyncio.sleep(HOLD_POLL_SECONDS)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions of the captured topic this worker lost: their next owner rebuilds the index.
+
+        The affinity cache is dropped whole: a partition that comes back may have moved cameras
+        while it was away, and the table (recovered by then) has the truth.
+        """
+        self.index.drop(partitions)
+        self._affinities.clear()
+
+    def _affinity(self, camera_id: str) -> dict[str, str]:
+        """The camera's affinity, read from the table once and then from memory: only this agent
+        writes it for the partitions it owns, and every write goes through here as well."""
+        cached = self._affinities.get(camera_id)
+        if cached is None:
+            if len(self._affinities) >= MAX_CACHED_AFFINITIES:
+                self._affinities.clear()
+            cached = self._affinities[camera_id] = self.orch.tables.affinity[camera_id]
+        return cached
+
+    # --- one record ---------------------------------------------------------------------
+    async def _route_record(self, event: Any, pending: PendingRecord) -> None:
+        message = event.message
+        partition: int = message.partition
+        self._ensure_loaded(partition)
+        value: bytes = event.value
+        routed_at = _routed_at()
+        headers = _headers(event)
+        if not envelope.is_envelope(value):
+            origin = f"{partition}:{message.offset}"
+            await self._route_frame(decode_frame(value), value, event.key, origin, headers, pending, event, routed_at)
+        else:
+            try:
+                raws = envelope.split(value)
+            except envelope.EnvelopeError as exc:
+                self.orch.counters.captured += 1
+                await self._invalid(event.key, value, "record", str(exc), pending, event)
+                return
+            decoded = [decode_frame(raw) for raw in raws]
+            span = self._envelope_span(decoded) if _tracing() else None
+            try:
+                for i, (raw, frame) in enumerate(zip(raws, decoded, strict=True)):
+                    origin = f"{partition}:{message.offset}/{i}"
+                    await self._route_frame(frame, raw, event.key, origin, None, pending, event, routed_at)
+            finally:
+                if span is not None:
+                    span.end()
+        self._flush(partition)
+
+    async def _route_frame(
+        self,
+        decoded: Frame | Invalid,
+        value: bytes,
+        key: Any,
+        origin: str,
+        headers: Headers | None,
+        pending: PendingRecord,
+        event: Any,
+        routed_at: str,
+    ) -> None:
+        if isinstance(decoded, Invalid):
+            self.orch.counters.captured += 1
+            await self._invalid(key, value, decoded.where, decoded.message, pending, event)
+            return
+        frame = decoded
+        rerouted_from = frame.metadata.get("rerouted_from")
+        if not rerouted_from:
+            self.orch.counters.captured += 1
+        partition: int = event.message.partition
+        tp = event.message.tp
+        affinity = self._affinity(frame.camera_id)
+        decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
+        if any(d.action is Action.DEAD_LETTER for d in decisions) and self._refreshed_view():
+            decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
+        affinity_changed = False
+        span = None
+        if headers is not None and _tracing():
+            # One span per record, and a plain record holds one frame: the span is the frame's.
+            parent = context_from_headers(headers) or context_from_traceparent(frame.traceparent, frame.tracestate)
+            span = _TRACER.start_span("router.route", context=parent, kind=trace.SpanKind.PRODUCER)
+            span.set_attribute("frame.id", frame.frame_id)
+            span.set_attribute("camera.id", frame.camera_id)
+            headers = headers_for(trace.set_span_in_context(span))
+        elif headers is None:
+            headers = _frame_headers(frame)
+        now = time.time()
+        try:
+            for decision in decisions:
+                if self._is_duplicate(partition, frame, decision.capability, rerouted_from, origin, now):
+                    continue
+                while decision.action is Action.HOLD and (frame.priority >= self.protected_priority or rerouted_from):
+                    # Protected frames are never shed, nor are frames moved off a failed
+                    # processor (they have waited already): this agent stops here, so Kafka
+                    # holds the partition's later frames until the capability has room again.
+                    await asyncio.sleep(HOLD_POLL_SECONDS)
+                    decision = self.router.route([decision.capability], frame.camera_id, frame.priority, affinity)[0]
+                if decision.action is Action.HOLD:
+                    self.acks.track(tp, pending, await self._hold(frame, decision.capability))
+                elif decision.action is Action.DEAD_LETTER:
+                    future = await self._dead_letter(
+                        decision.reason,
+                        f"no healthy processor offers {decision.capability!r}",
+                        frame.event(),
+                        decision.capability,
+                    )
+                    self.acks.track(tp, pending, future)
+                else:
+                    if span is not None:
+                        span.set_attribute("processor.id", decision.processor_id or "")
+                        span.set_attribute("frame.capability", decision.capability)
+                        span.set_attribute("routing.reason", decision.reason)
+                    future = await self._send(frame, decision, headers, origin, partition, routed_at)
+                    self.acks.track(tp, pending, future)
+                    pid = decision.processor_id
+                    if decision.new_affinity and pid is not None and affinity.get(decision.capability) != pid:
+                        affinity = {**affinity, decision.capability: pid}
+                        affinity_changed = True
+        finally:
+            if span is not None:
+                span.end()
+        if affinity_changed:
+            # Reassign, never mutate in place: only assignments reach the changelog.
+            self.orch.tables.affinity[frame.camera_id] = affinity
+            self._affinities[frame.camera_id] = affinity
 
     # --- steps ------------------------------------------------------------------------------
     def _refreshed_view(self) -> bool:
@@ -132,32 +273,45 @@ class FrameRouting:
         self._refresh_view()
         return True
 
-    async def _parse(self, value: bytes, key: Any) -> FrameEvent | None:
-        try:
-            return FrameEvent.model_validate_json(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "record"
-            self.orch.counters.captured += 1
-            await dead_letter_frame(
-                self.orch,
-                "invalid_frame",
-                f"{where}: {err['msg']}",
-                raw={"key": _text(key), "value": _text(value)},
-                key=key if isinstance(key, bytes) else b"",
-            )
-            return None
+    def _ensure_loaded(self, partition: int) -> None:
+        """Rebuild the dedupe index of a newly assigned partition from its table batches.
 
-    def _is_duplicate(self, frame: FrameEvent, capability: str, rerouted_from: Any, origin: str) -> bool:
+        Faust recovers the table before the stream resumes, so the batches are all there. One
+        scan loads every partition found that is not loaded yet (a rebalance assigns several).
+        """
+        if self.index.loaded(partition):
+            return
+        found: dict[int, list[tuple[str, Any]]] = {partition: []}
+        for key, batch in self.orch.tables.dedupe.items():
+            p = batch_partition(key)
+            if not self.index.loaded(p) and batch:
+                found.setdefault(p, []).append((key, batch))
+        now = time.time()
+        for p, batches in found.items():
+            kept = self.index.load(p, batches, now)
+            if batches:
+                log.info("dedupe index of partition %d rebuilt: %d pairs from %d batches", p, kept, len(batches))
+
+    def _flush(self, partition: int) -> None:
+        """Write the partition's due batch; inside the stream, so it goes to that changelog partition."""
+        flush = self.index.due(partition, time.time())
+        if flush is None:
+            return
+        table = self.orch.tables.dedupe
+        table[flush.key] = flush.pairs
+        for key in flush.expired:
+            table.pop(key, None)
+
+    def _is_duplicate(
+        self, partition: int, frame: Frame, capability: str, rerouted_from: Any, origin: str, now: float
+    ) -> bool:
         """A pair routed before from ANOTHER record is a duplicate.
 
         The same record seen again (a replay after a worker crash, same partition and
-        offset) is routed again: its first send may never have reached Kafka, since the
-        table's changelog write and the routed record are not atomic. The processor SDK
-        drops a pair it already finished, so a replay costs a re-send, never a loss.
+        offset) is routed again: its first send may never have reached Kafka. The processor
+        SDK drops a pair it already finished, so a replay costs a re-send, never a loss.
         """
-        window = self.orch.tables.dedupe[dedupe_key(frame.frame_id, capability)]
-        seen = window.now() or window.delta(self.orch.settings.dedupe_window_seconds)
+        seen = self.index.get(partition, dedupe_key(frame.frame_id, capability), now)
         if not seen:
             return False
         seen_pid, _, seen_origin = seen.partition("@")
@@ -167,42 +321,66 @@ class FrameRouting:
         FRAMES_DEDUPED.inc()
         return True
 
-    async def _send(self, frame: FrameEvent, decision: Decision, parent: Any, origin: str) -> None:
+    async def _send(
+        self, frame: Frame, decision: Decision, headers: Headers, origin: str, partition: int, routed_at: str
+    ) -> asyncio.Future[Any]:
         pid = decision.processor_id
         assert pid is not None
-        routed = RoutedFrame.model_construct(
-            **dict(frame), processor_id=pid, capability=decision.capability, routed_at=datetime.now(UTC)
-        )
-        with _TRACER.start_as_current_span(
-            "router.route",
-            context=parent,
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "frame.id": frame.frame_id,
-                "camera.id": frame.camera_id,
-                "frame.capability": decision.capability,
-                "processor.id": pid,
-                "routing.reason": decision.reason,
-            },
-        ):
-            headers = headers_for()
-        await self.orch.topics.ready(pid).send(
-            key=frame.camera_id.encode(), value=routed.model_dump_json().encode(), headers=headers
-        )
-        self.orch.tables.dedupe[dedupe_key(frame.frame_id, decision.capability)] = f"{pid}@{origin}"
+        capability = decision.capability
+        topic = self._ready_topics.get(pid)
+        if topic is None:
+            topic = self._ready_topics[pid] = self.orch.settings.ready_topic(pid)
+        value = frame.routed(pid, capability, routed_at)
+        try:
+            future = await self.sender.send(topic, frame.camera_id.encode(), value, headers)
+        except MessageSizeTooLargeError as exc:
+            return await self._dead_letter(
+                TOO_LARGE_REASON,
+                f"the routed record for {pid!r} is larger than the producer accepts ({exc})",
+                frame.event(),
+                capability,
+            )
+        self.index.put(partition, dedupe_key(frame.frame_id, capability), f"{pid}@{origin}", time.time())
         self.router.record_sent(pid, time.time())
         counters = self.orch.counters
         counters.routed += 1
         counters.routed_by_processor[pid] += 1
         if frame.metadata.get("rerouted_from"):
             counters.rerouted += 1
-        FRAMES_ROUTED.labels(pid, decision.capability).inc()
+        metric = self._routed_metric.get((pid, capability))
+        if metric is None:
+            metric = self._routed_metric[(pid, capability)] = FRAMES_ROUTED.labels(pid, capability)
+        metric.inc()
+        return future
 
-    async def _hold(self, frame: FrameEvent, capability: str) -> None:
+    async def _hold(self, frame: Frame, capability: str) -> asyncio.Future[Any]:
         """Every processor for the capability is CRITICAL: the frame waits in Kafka, newest per camera."""
+        event = frame.event()
         self.orch.tables.waiting[waiting_key(frame.camera_id, capability)] = frame.frame_id
-        payload = json.dumps({"frame": frame.model_dump(mode="json"), "capability": capability}).encode()
-        await self.orch.topics.waiting.send(key=frame.camera_id.encode(), value=payload, headers=headers_for())
+        payload = json.dumps({"frame": event.model_dump(mode="json"), "capability": capability}).encode()
+        return await self.sender.send(
+            self.orch.topics.waiting.get_topic_name(), frame.camera_id.encode(), payload, _frame_headers(frame)
+        )
+
+    async def _invalid(
+        self, key: Any, value: bytes, where: str, message: str, pending: PendingRecord, event: Any
+    ) -> None:
+        letter_key, letter = frame_letter(
+            "invalid_frame",
+            f"{where}: {message}",
+            raw={"key": _text(key), "value": _text(value)},
+            key=key if isinstance(key, bytes) else b"",
+        )
+        count_letter(self.orch, "invalid_frame")
+        future = await self.sender.send(self.orch.settings.dead_letter_topic, letter_key, letter)
+        self.acks.track(event.message.tp, pending, future)
+
+    async def _dead_letter(
+        self, reason: str, detail: str, frame: FrameEvent, capability: str, shed: bool = False
+    ) -> asyncio.Future[Any]:
+        key, value = frame_letter(reason, detail, frame, capability=capability)
+        count_letter(self.orch, reason, shed)
+        return await self.sender.send(self.orch.settings.dead_letter_topic, key, value)
 
     async def _shed(self, frame: FrameEvent, capability: str, reason: str, detail: str) -> None:
         counters = self.orch.counters
@@ -210,7 +388,42 @@ class FrameRouting:
         counters.shed_by_camera[frame.camera_id] += 1
         counters.shed_by_reason[reason] += 1
         FRAMES_SHED.labels(frame.camera_id, reason).inc()
-        await dead_letter_frame(self.orch, reason, detail, frame, capability=capability, shed=True)
+        await (await self._dead_letter(reason, detail, frame, capability, shed=True))
+
+    def _envelope_span(self, frames: list[Frame | Invalid]) -> Any:
+        """One span for an envelope, linked to each frame's trace; the frames' own contexts travel on."""
+        links = []
+        for decoded in frames:
+            if isinstance(decoded, Frame):
+                ctx = context_from_traceparent(decoded.traceparent, decoded.tracestate)
+                if ctx is not None:
+                    links.append(Link(trace.get_current_span(ctx).get_span_context()))
+        span = _TRACER.start_span("router.route_envelope", kind=trace.SpanKind.CONSUMER, links=links)
+        span.set_attribute("messaging.batch.message_count", len(frames))
+        return span
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            log.error(
+                "a routed record was not delivered (%r): stopping so the worker routes again from the last commit", exc
+            )
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+
+def _routed_at() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _frame_headers(frame: Frame) -> list[tuple[str, bytes]]:
+    """The frame's own trace context as record headers (an envelope's frames have no others)."""
+    if not frame.traceparent:
+        return []
+    headers = [("traceparent", frame.traceparent.encode())]
+    if frame.tracestate:
+        headers.append(("tracestate", frame.tracestate.encode()))
+    return headers
 
 
 def _origin(event: Any, prefix: str = "") -> str:
@@ -223,7 +436,9 @@ def _headers(event: Any) -> Any:
     headers = getattr(event, "headers", None)
     if headers is None and getattr(event, "message", None) is not None:
         headers = event.message.headers
-    return headers
+    if headers is not None and not isinstance(headers, list):
+        headers = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return headers or None
 
 
 def _text(value: Any) -> str:

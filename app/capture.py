@@ -264,7 +264,7 @@ async def _capture_until_signalled(settings: Settings, config: CaptureConfig) ->
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = settings.redis.client()
     try:
         return await capture(redis, settings.capture_stream, config, stop)
     finally:

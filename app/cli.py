@@ -7,12 +7,12 @@ imported inside their command so ``--help`` and ``check-config`` start fast.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import click
 
+from app.redact import redact_text
 from app.settings import ConfigurationError, Settings, load_settings
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
@@ -26,7 +26,6 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]+@")
 _SECRET_NAMES = ("password", "secret", "token", "key")
 
 
@@ -37,7 +36,7 @@ def _redact(name: str, value: object) -> str:
     text = ",".join(value) if isinstance(value, list) else str(value)
     if any(word in name for word in _SECRET_NAMES):
         return "***" if text else ""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    return redact_text(text)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -77,6 +76,18 @@ def bridge() -> None:
     from bridge.service import run_bridge
 
     run_bridge(settings)
+
+
+@main.command()
+def relay() -> None:
+    """Deliver routed frames to processors that read Redis streams (detektr's ProcessorClient).
+
+    For each processor registered with a `queue`, mirrors its topic into that stream; SIGTERM finishes the batches.
+    """
+    settings = _settings()
+    from relay.service import run_relay
+
+    run_relay(settings)
 
 
 @main.command()
@@ -217,6 +228,30 @@ def dev(
         log_dir=log_dir,
     )
     sys.exit(run_dev(settings, options))
+
+
+@main.command()
+@click.option("--from-v1", "from_v1", is_flag=True, required=True, help="Migrate frame-buffer v1's Redis state.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--v1-group", default="frame-buffer-group", show_default=True, help="v1's group on CAPTURE_STREAM.")
+@click.option("--v1-queue", default="frame_queue", show_default=True, help="v1's stream of frames never dequeued.")
+@click.option("--v1-dlq", default="frame_dlq", show_default=True, help="v1's dead-letter stream.")
+@click.option("--v1-registry", default="processors:registry", show_default=True, help="v1's processor hash.")
+def migrate(from_v1: bool, dry_run: bool, v1_group: str, v1_queue: str, v1_dlq: str, v1_registry: str) -> None:
+    """Take over from frame-buffer v1 (stop v1 first; run before the first bridge).
+
+    Positions CAPTURE_GROUP so every entry v1 never acknowledged is mirrored once, replays
+    v1's queue into CAPTURE_STREAM, converts its dead letters to DEAD_LETTER_TOPIC and
+    registers its processors. A second run does nothing.
+    """
+    import asyncio
+
+    from migrate.command import migrate_from_v1
+    from migrate.v1 import V1Names
+
+    settings = _settings()
+    names = V1Names(group=v1_group, queue=v1_queue, dlq=v1_dlq, registry=v1_registry)
+    click.echo(asyncio.run(migrate_from_v1(settings, names, dry_run=dry_run)))
 
 
 @main.command("check-config")

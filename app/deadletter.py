@@ -12,8 +12,7 @@ from app.models import DeadLetter, FrameEvent
 log = logging.getLogger(__name__)
 
 
-async def dead_letter_frame(
-    orch: Orchestrator,
+def frame_letter(
     reason: str,
     detail: str,
     frame: FrameEvent | None = None,
@@ -22,13 +21,8 @@ async def dead_letter_frame(
     processor_id: str | None = None,
     raw: dict[str, Any] | None = None,
     key: bytes | None = None,
-    shed: bool = False,
-) -> None:
-    """A frame (or what claimed to be one) that no processor will get, counted by reason.
-
-    ``shed`` frames are accounted as shed by the caller, not as dead-lettered, so that
-    captured = processed + shed + dead-lettered holds exactly.
-    """
+) -> tuple[bytes, bytes]:
+    """The key and value of a frame's dead letter (or of what claimed to be a frame)."""
     record = DeadLetter(
         reason=reason,
         detail=detail,
@@ -40,7 +34,12 @@ async def dead_letter_frame(
         raw=raw if raw is not None else (frame.model_dump(mode="json") if frame else {}),
     )
     record_key = key if key is not None else (frame.frame_id.encode() if frame else b"")
-    await orch.topics.dead_letter.send(key=record_key, value=record.model_dump_json().encode())
+    return record_key, record.model_dump_json().encode()
+
+
+def count_letter(orch: Orchestrator, reason: str, shed: bool = False) -> None:
+    """``shed`` frames are accounted as shed by the caller, not as dead-lettered, so that
+    captured = processed + shed + dead-lettered holds exactly."""
     if not shed:
         orch.counters.dead_lettered[reason] += 1
     DEAD_LETTERED.labels(reason, "worker").inc()

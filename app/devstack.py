@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.redis_connection import split_password
+
 log = logging.getLogger(__name__)
 
 
@@ -160,8 +162,9 @@ class DevStack:
         else:
             docker = docker_engine_available() if docker is None else docker
             self.redis_url, self.redis_kind = self._start_redis(docker)
+        shown_redis = split_password(self.redis_url)[0]  # a given REDIS_URL may hold a password
         log.info(
-            "dev stack: kafka %s (%s), redis %s (%s)", self.kafka_url, self.kafka_kind, self.redis_url, self.redis_kind
+            "dev stack: kafka %s (%s), redis %s (%s)", self.kafka_url, self.kafka_kind, shown_redis, self.redis_kind
         )
         return self
 

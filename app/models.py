@@ -6,6 +6,7 @@ processors write FrameResult, everyone may write DeadLetter. Add fields, never r
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,7 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROCESSOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A Redis stream key a processor reads its frames from (detektr's ``frames:ready:<id>``).
+QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+# Bounds of what one registration may ask the registry (a GlobalTable on every worker) to hold.
+MAX_CAPABILITIES = 64
+METADATA_MAX_BYTES = 16 * 1024
+METADATA_MAX_DEPTH = 8
 
 
 # DeadLetter.source of the letters processors (the SDK) write.
@@ -115,11 +122,14 @@ class ProcessorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=PROCESSOR_ID_RE.pattern)
-    capabilities: list[str] = Field(min_length=1)
+    capabilities: list[str] = Field(min_length=1, max_length=MAX_CAPABILITIES)
     capacity: int = Field(100, ge=1, le=10_000_000)
     stateful: bool = False
     partitions: int | None = Field(None, ge=1, le=1024)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Set by processors that read a Redis stream (detektr's ProcessorClient): the relay service
+    # mirrors the processor's topic into this stream. Unset: the processor consumes its topic.
+    queue: str | None = Field(default=None, pattern=QUEUE_RE.pattern)
 
     @field_validator("capabilities")
     @classmethod
@@ -128,6 +138,35 @@ class ProcessorSpec(BaseModel):
             if not CAPABILITY_RE.match(cap):
                 raise ValueError(f"invalid capability name {cap!r}")
         return sorted(set(value))
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > METADATA_MAX_DEPTH:
+            raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels")
+        try:
+            size = len(json.dumps(value, separators=(",", ":")).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON: {exc}") from None
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"{size} bytes as JSON; at most {METADATA_MAX_BYTES}")
+        return value
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of containers, counted without recursion (a hostile body may be deep);
+    past METADATA_MAX_DEPTH it stops counting and returns METADATA_MAX_DEPTH + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > METADATA_MAX_DEPTH:
+            return depth  # deep enough to refuse; no need to walk the rest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class ProcessorRecord(ProcessorSpec):

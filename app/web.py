@@ -12,20 +12,25 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from faust import web
 from pydantic import ValidationError
 
 from agents.registry_fold import last_replica_leaving
+from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
 from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
-from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
+from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
+from app.names import find_collision
 from bridge.names import bridge_states
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
+# Below the SDK's 10 s request timeout, so a slow fold never fails the draining heartbeat.
+DRAINING_WAIT_SECONDS = 5.0
+HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
 
 class BodyError(Exception):
@@ -43,9 +48,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(await request.read() or b"null")
     except ValueError as exc:
         raise BodyError([{"field": "body", "message": f"not valid JSON: {exc}"}]) from None
+    except RecursionError:
+        raise BodyError([{"field": "body", "message": "JSON nested too deeply"}]) from None
     if not isinstance(body, dict):
         raise BodyError([{"field": "body", "message": "expected a JSON object"}])
     return body
+
+
+def same_spec(spec: ProcessorSpec, record: dict[str, Any]) -> bool:
+    """Whether registering ``spec`` again would leave ``record``'s spec as it is."""
+    # Compared as stored (JSON), not re-validated: a record from before a bound was added must not fail here.
+    wanted = spec.model_dump(mode="json", exclude={"partitions"})
+    unchanged = all(record.get(name) == value for name, value in wanted.items())
+    return unchanged and spec.partitions in (None, record.get("partitions"))
 
 
 def replica_of(request: web.Request) -> str | None:
@@ -69,11 +84,17 @@ def register_web(orch: Orchestrator) -> None:
         (prefix, bp) for prefix, bp in app.web.blueprints._enabled if "production_index" not in str(bp)
     ]
 
+    policy = AccessPolicy.from_settings(settings)
+    # The aiohttp driver's own application: Faust has no hook for middlewares.
+    cast(Any, app.web).web_app.middlewares.append(access_middleware(policy))
+    if settings.api_token is None:
+        log.warning("API_TOKEN is not set: the REST API takes writes from loopback clients only")
+
     async def publish(event: ControlEvent) -> None:
         await topics.control.send(key=event.processor_id.encode(), value=event.model_dump_json().encode())
 
-    async def wait_registry(pid: str, done: Any) -> dict[str, Any] | None:
-        deadline = time.monotonic() + READ_YOUR_WRITE_SECONDS
+    async def wait_registry(pid: str, done: Any, within: float = READ_YOUR_WRITE_SECONDS) -> dict[str, Any] | None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             current = tables.registry.get(pid)
             if done(current):
@@ -97,12 +118,28 @@ def register_web(orch: Orchestrator) -> None:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
             return unprocessable(view, validation_errors(exc))
+        if spec.partitions is not None and spec.partitions > settings.processor_max_partitions:
+            message = f"at most {settings.processor_max_partitions} (PROCESSOR_MAX_PARTITIONS)"
+            return unprocessable(view, [{"field": "partitions", "message": message}])
         existing = tables.registry.get(spec.id)
         if kind == "update" and existing is None:
             return view.json({"detail": f"processor {spec.id!r} is not registered"}, status=404)
+        if kind == "register" and existing is not None:
+            restart = existing.get("status") != ProcessorStatus.HEALTHY.value or same_spec(spec, existing)
+            refusal = admin_refusal(policy, request_role(request), own_move=restart)
+            if refusal is not None:
+                return view.json({"detail": refusal.detail}, status=refusal.status)
+        topic = settings.ready_topic(spec.id)
+        clash = find_collision(topic, {pid: r["topic"] for pid, r in tables.registry.items() if r and pid != spec.id})
+        if clash is not None:
+            detail = f"topic {topic!r} collides with processor {clash!r}'s ('.' and '_' are one to Kafka)"
+            return view.json({"detail": detail, "errors": [{"field": "id", "message": detail}]}, status=409)
         partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
         await ensure_topics(
-            settings.bootstrap_servers, [(settings.ready_topic(spec.id), partitions)], settings.topic_replication_factor
+            settings.bootstrap_servers,
+            [(topic, partitions)],
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
         )
         event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec, replica=replica)  # type: ignore[arg-type]
         await publish(event)
@@ -131,12 +168,13 @@ def register_web(orch: Orchestrator) -> None:
             status = body.get("status", "healthy")
             replica = body.get("replica")
             errors = []
-            if not isinstance(pid, str) or not pid:
-                errors.append({"field": "processor_id", "message": "required string"})
+            if not isinstance(pid, str) or not PROCESSOR_ID_RE.match(pid):
+                errors.append({"field": "processor_id", "message": "required: a registered processor id"})
             if replica is not None and (not isinstance(replica, str) or not 0 < len(replica) <= 256):
                 errors.append({"field": "replica", "message": "string of 1-256 characters"})
-            if status not in {s.value for s in ProcessorStatus}:
-                errors.append({"field": "status", "message": f"one of {[s.value for s in ProcessorStatus]}"})
+            # The other statuses are the health monitor's verdicts, never a processor's claim.
+            if status not in HEARTBEAT_STATUSES:
+                errors.append({"field": "status", "message": f"one of {sorted(HEARTBEAT_STATUSES)}"})
             if errors or not isinstance(pid, str):
                 return unprocessable(self, errors)
             current = tables.registry.get(pid)
@@ -144,13 +182,22 @@ def register_web(orch: Orchestrator) -> None:
                 return self.json({"detail": f"processor {pid!r} is not registered"}, status=404)
             record = ProcessorRecord.model_validate(current)
             # One replica draining while siblings carry on must not stop routing to the id.
-            if status == ProcessorStatus.DRAINING.value and last_replica_leaving(record, replica, utcnow(), settings):
+            draining = status == ProcessorStatus.DRAINING.value and last_replica_leaving(
+                record, replica, utcnow(), settings
+            )
+            if draining:
                 await publish(
                     ControlEvent(
                         kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
                     )
                 )
-            await publish(ControlEvent(kind="heartbeat", processor_id=pid, replica=replica))
+            await publish(
+                ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status), replica=replica)
+            )
+            if draining:
+                # The SDK deregisters right after this answer; with ADMIN_TOKEN set its DELETE is
+                # allowed only once the registry shows it draining.
+                await wait_registry(pid, lambda r: r is None or r.get("status") == status, DRAINING_WAIT_SECONDS)
             return self.json({"processor_id": pid, "accepted": True})
 
     @app.page("/api/v1/processors/search/")
@@ -178,10 +225,18 @@ def register_web(orch: Orchestrator) -> None:
             return self.json(processor_json(record))
 
         async def put(self, request: web.Request, processor_id: str) -> web.Response:
+            refusal = admin_refusal(policy, request_role(request))
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
             return await upsert(self, request, "update", processor_id)
 
         async def delete(self, request: web.Request, processor_id: str) -> web.Response:
-            if tables.registry.get(processor_id) is None:
+            record = tables.registry.get(processor_id)
+            leaving = record is not None and record.get("status") == ProcessorStatus.DRAINING.value
+            refusal = admin_refusal(policy, request_role(request), own_move=leaving)
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
+            if record is None:
                 return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
             try:
                 replica = replica_of(request)

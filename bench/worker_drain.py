@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
+from app import envelope
 from app.devstack import DevStack
 from app.parsing import parse_entry
 from bench.frames import capability_of, flat_fields
@@ -50,29 +52,52 @@ class WorkerOnly(OurPipeline):
             return int((await resp.json())["routed"])
 
 
-def frame_records(tag: str, count: int, env: BenchEnv) -> list[tuple[bytes, bytes]]:
-    """(key, value) of ``count`` frames exactly as the bridge writes them to the captured topic."""
+Record = tuple[bytes, bytes, int, list[tuple[str, bytes]]]
+
+
+def frame_records(tag: str, count: int, env: BenchEnv, partitions: int, per_record: int = 1) -> list[Record]:
+    """``count`` frames exactly as the bridge writes them to the captured topic: (key, value,
+    partition, headers), ``per_record`` frames of one partition to a record (an envelope when > 1)."""
     now = time.time()
-    out = []
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+    everything = list(range(partitions))
+    partitioner = DefaultPartitioner()
     for seq in range(count):
         camera = seq % env.cameras
         outcome = parse_entry(flat_fields(tag, seq, camera, capability_of(camera, env.capabilities), now))
         assert outcome.frame is not None, outcome.error
-        out.append((outcome.frame.camera_id.encode(), outcome.frame.model_dump_json().encode()))
+        key = outcome.frame.camera_id.encode()
+        by_partition.setdefault(partitioner(key, everything, everything), []).append(
+            (key, outcome.frame.model_dump_json().encode())
+        )
+    out: list[Record] = []
+    for partition, frames in by_partition.items():
+        for start in range(0, len(frames), per_record):
+            chunk = frames[start : start + per_record]
+            if len(chunk) == 1:
+                out.append((chunk[0][0], chunk[0][1], partition, []))
+            else:
+                values = [v for _, v in chunk]
+                out.append((chunk[0][0], envelope.encode(values), partition, envelope.envelope_headers(len(values))))
     return out
 
 
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20
+    )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        futures = [
+            await producer.send(topic, value, key=key, partition=partition, headers=headers)
+            for key, value, partition, headers in records
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float) -> dict[str, Any]:
+async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float, per_record: int = 1) -> dict[str, Any]:
     with DevStack() as stack, tempfile.TemporaryDirectory(prefix="worker-drain-") as logs:
         assert stack.kafka_url and stack.redis_url
         env = BenchEnv(stack.kafka_url, stack.redis_url, Path(logs), ns=f"drain{int(time.time())}")
@@ -81,12 +106,13 @@ async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float) -> 
         try:
             s0 = system.settings[0]
             # The first frames pay for partition assignment and table warm-up; not part of the rate.
-            await produce(env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env))
+            parts = s0.captured_partitions
+            await produce(env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env, parts, per_record))
             await _wait_routed(system, warmup, limit)
             proc = system.children[0].proc
             assert proc is not None
             spy = _start_py_spy(proc, py_spy) if py_spy else None
-            records = frame_records("drain", frames, env)
+            records = frame_records("drain", frames, env, parts, per_record)
             # What the worker burns with no frames at all (timers, lag sampling, heartbeats).
             idle_before = cpu_seconds(proc.pid)
             await asyncio.sleep(IDLE_SECONDS)
@@ -106,6 +132,7 @@ async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float) -> 
             await system.stop()
     return {
         "frames": frames,
+        "frames_per_record": per_record,
         "seconds": round(seconds, 3),
         "frames_per_s": round(frames / seconds, 1),
         "produce_seconds": round(produced, 3),
@@ -146,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--per-record", type=int, default=1, help="frames per captured record (envelopes when > 1)")
     parser.add_argument("--py-spy", type=Path, default=None, help="profile the drain with py-spy into this raw file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    result = asyncio.run(drain(args.frames, args.warmup, args.py_spy, args.timeout))
+    result = asyncio.run(drain(args.frames, args.warmup, args.py_spy, args.timeout, args.per_record))
     print(json.dumps(result))
     return 0
 

@@ -1,7 +1,8 @@
 """The bridge: mirrors the capture stream into the captured topic, at least once.
 
-One loop, one batch in flight: XREADGROUP a batch, queue every record with the producer,
-await all their deliveries, then XACK the batch in one call. An entry is acknowledged only
+One loop, one batch in flight: XREADGROUP a batch, queue its records with the producer (the
+frames of one partition together, as envelopes), await all their deliveries, then XACK what
+was delivered in one call. An entry is acknowledged only
 after Kafka acknowledged its record, so a crash at any point leaves it pending, and the next
 bridge claims it (its own PEL from "0" on start, other consumers' idle entries by XAUTOCLAIM).
 """
@@ -14,27 +15,28 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import metrics
+from app import envelope, metrics
 from app.kafka import ensure_topics, start_reliable_producer
 from app.logs import setup_logging
-from app.models import DeadLetter, utcnow
+from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
 from app.shutdown import exit_after
-from app.telemetry import context_from_traceparent, headers_for, setup_tracing
+from app.telemetry import context_from_traceparent, headers_for, setup_tracing, traceparent_of
 from app.telemetry import tracer as get_tracer
 from bridge import letters, poison, trim
 from bridge.names import (
@@ -78,10 +80,24 @@ class BatchIncomplete(Exception):
 
 @dataclass(slots=True)
 class _InFlight:
-    stream_id: str
+    """One record queued with the producer: a frame, an envelope of frames, or a dead letter."""
+
+    stream_ids: list[str]
     future: Delivery
-    reason: str | None  # None: a frame for the captured topic; else the dead-letter reason
-    span: Span | None = None
+    reason: str | None  # None: frames for the captured topic; else the dead-letter reason
+    spans: list[Span] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A parsed frame waiting to be grouped with the others of its partition."""
+
+    stream_id: str
+    frame: FrameEvent
+    value: bytes
+    raw: dict[str, str]
+    span: Span | None
+    headers: list[tuple[str, bytes]]
 
 
 class Bridge:
@@ -100,13 +116,12 @@ class Bridge:
         self.redis: aioredis.Redis = (
             redis
             if redis is not None
-            else aioredis.from_url(
-                settings.redis_url, socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS
-            )
+            else settings.redis.client(socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
         )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
         self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
+        self._naive_tz = settings.capture_timezone
         self._producer: AIOKafkaProducer | None = None
         self._sink: KafkaSink | None = None
         self.state = State.RUNNING
@@ -147,8 +162,11 @@ class Bridge:
                     s.bootstrap_servers,
                     [(s.captured_topic, s.captured_partitions), (s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
                     s.topic_replication_factor,
+                    security=s.kafka_security,
                 )
-                self._producer = await start_reliable_producer(s.bootstrap_servers, f"bridge-{self.consumer}")
+                self._producer = await start_reliable_producer(
+                    s.bootstrap_servers, f"bridge-{self.consumer}", security=s.kafka_security
+                )
         assert self._producer is not None
         self._sink = KafkaSink(self._producer, s.captured_topic, s.dead_letter_topic)
         log.info(
@@ -299,22 +317,40 @@ class Bridge:
 
     # --- one batch -----------------------------------------------------------------------
     async def _mirror(self, entries: list[Entry], deliveries: dict[str, int] | None = None) -> None:
-        """``deliveries``: how often each entry was delivered before (re-reads of pending ones)."""
+        """Send one read's entries and acknowledge those Kafka took.
+
+        The frames of one partition travel together as envelopes (one record, many frames, in
+        stream order), so a busy stream costs the router one record per read and partition
+        instead of one per frame. Entries are acknowledged per record, after its delivery report.
+        ``deliveries``: how often each entry was delivered before (re-reads of pending ones).
+        """
         # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
         started = time.perf_counter()
         flights: list[_InFlight] = []
         send_error: BaseException | None = None
+        by_partition: dict[int, list[_Ready]] = {}
+        traced = self._traced()
         limit = self.settings.bridge_max_deliveries
-        for entry in entries:
-            ours = self._reads.see(entry.stream_id)
-            try:
+        try:
+            for entry in entries:
+                ours = self._reads.see(entry.stream_id)
                 if deliveries and poison.is_poison(poison.elsewhere(deliveries.get(entry.stream_id, 1), ours), limit):
                     flights.append(await self._dead_letter(poison.poison_letter(entry, limit)))
+                    continue
+                prepared = self._prepare(entry, traced)
+                if isinstance(prepared, DeadLetter):
+                    flights.append(await self._dead_letter(prepared))
                 else:
-                    flights.append(await self._send(entry))
-            except (KafkaError, OSError) as exc:
-                send_error = exc  # the rest stay pending; what was queued is still awaited and acked
-                break
+                    assert self._sink is not None
+                    partition = await self._sink.partition_of(prepared.frame.camera_id)
+                    by_partition.setdefault(partition, []).append(prepared)
+            for partition, frames in by_partition.items():
+                for part in envelope.chunks([len(f.value) for f in frames]):
+                    flights.append(await self._send_frames(partition, frames[part.start : part.stop]))
+        except (KafkaError, OSError) as exc:
+            # What was not queued stays pending; what was queued is still awaited and acked. A
+            # partition's later records are never queued after a failed one, so order holds.
+            send_error = exc
         results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
         await self._dead_letter_refused(entries, flights, results)
         delivered: list[str] = []
@@ -323,16 +359,16 @@ class Bridge:
         for flight, result in zip(flights, results, strict=True):
             if isinstance(result, BaseException):
                 failures.append(result)
-                if flight.span is not None:
-                    flight.span.set_status(Status(StatusCode.ERROR, f"not delivered: {result!r}"))
+                for span in flight.spans:
+                    span.set_status(Status(StatusCode.ERROR, f"not delivered: {result!r}"))
             else:
-                delivered.append(flight.stream_id)
+                delivered.extend(flight.stream_ids)
                 if flight.reason is None:
-                    mirrored += 1
+                    mirrored += len(flight.stream_ids)
                 else:
-                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc()
-            if flight.span is not None:
-                flight.span.end()
+                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc(len(flight.stream_ids))
+            for span in flight.spans:
+                span.end()
         dead = len(delivered) - mirrored
         self.mirrored_total += mirrored
         self.dead_lettered_total += dead
@@ -348,7 +384,12 @@ class Bridge:
             )
 
     async def _dead_letter_refused(self, entries: list[Entry], flights: list[_InFlight], results: list[Any]) -> None:
-        """Frames Kafka refused for good are replaced, in place, by their dead letters' outcomes."""
+        """Records Kafka refused for good are replaced, in place, by the dead letters of their entries.
+
+        An envelope refused for good (a topic the bridge may not write, or a broker whose record
+        limit is below the envelope cap) dead-letters each of its entries: retrying it would
+        wedge the stream behind it.
+        """
         refused = [
             i
             for i, (flight, result) in enumerate(zip(flights, results, strict=True))
@@ -357,54 +398,82 @@ class Bridge:
         if not refused:
             return
         by_id = {entry.stream_id: entry for entry in entries}
-        replaced: list[_InFlight] = []
         for i in refused:
-            flight = flights[i]
-            if flight.span is not None:
-                flight.span.set_status(Status(StatusCode.ERROR, f"refused for good: {results[i]!r}"))
-                flight.span.end()
-            replaced.append(await self._dead_letter(poison.refused_letter(by_id[flight.stream_id], results[i])))
-        for i, flight, result in zip(
-            refused, replaced, await _deliveries(replaced, DELIVERY_TIMEOUT_SECONDS), strict=True
-        ):
-            flights[i] = flight
-            results[i] = result
+            flight, error = flights[i], results[i]
+            for span in flight.spans:
+                span.set_status(Status(StatusCode.ERROR, f"refused for good: {error!r}"))
+            letters_of = [
+                await self._dead_letter(poison.refused_letter(by_id[sid], error)) for sid in flight.stream_ids
+            ]
+            outcomes = await _deliveries(letters_of, DELIVERY_TIMEOUT_SECONDS)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            # The flight now stands for its dead letters: delivered only if every one of them was.
+            flights[i] = _InFlight(flight.stream_ids, letters_of[0].future, poison.REFUSED_REASON, flight.spans)
+            results[i] = failed if failed is not None else outcomes[0]
 
-    async def _send(self, entry: Entry) -> _InFlight:
-        assert self._sink is not None
+    def _traced(self) -> bool:
+        tracer = self._tracer
+        if isinstance(tracer, trace.ProxyTracer):  # the global tracer: real once an SDK provider is set
+            return isinstance(trace.get_tracer_provider(), SdkTracerProvider)
+        return not isinstance(tracer, trace.NoOpTracer)
+
+    def _prepare(self, entry: Entry, traced: bool) -> _Ready | DeadLetter:
         if not entry.fields:
-            return await self._dead_letter(letters.for_deleted(entry.stream_id))
-        outcome = parse_entry(entry.fields, entry.stream_id)
+            return letters.for_deleted(entry.stream_id)
+        outcome = parse_entry(entry.fields, entry.stream_id, naive_tz=self._naive_tz)
         frame = outcome.frame
         if frame is None:
             assert outcome.error is not None
-            return await self._dead_letter(letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw))
-        parent = context_from_traceparent(frame.traceparent, frame.tracestate)
-        span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
-        if span.is_recording():
+            return letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw)
+        span: Span | None = None
+        if not traced:
+            # Without a recording tracer a span costs a context parse and an object per frame for
+            # nothing: the capture's own trace context travels on unchanged.
+            headers = _trace_headers(frame)
+        else:
+            parent = context_from_traceparent(frame.traceparent, frame.tracestate)
+            span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
+            ctx = trace.set_span_in_context(span)
+            headers = headers_for(ctx)
+            # Inside an envelope a frame has no headers of its own: its trace travels in the frame.
+            frame = frame.model_copy(update={"traceparent": traceparent_of(ctx)})
+        return _Ready(entry.stream_id, frame, frame.model_dump_json().encode(), outcome.raw, span, headers)
+
+    async def _send_frames(self, partition: int, frames: list[_Ready]) -> _InFlight:
+        assert self._sink is not None
+        ids = [f.stream_id for f in frames]
+        spans = [f.span for f in frames if f.span is not None]
         try:
-            future = await self._sink.send_frame(frame, headers_for(trace.set_span_in_context(span)))
+            if len(frames) == 1:
+                only = frames[0]
+                future = await self._sink.send_frame(only.frame, only.value, only.headers, partition)
+            else:
+                future = await self._sink.send_envelope([f.value for f in frames], frames[0].frame, partition)
         except MessageSizeTooLargeError as exc:
-            span.set_status(Status(StatusCode.ERROR, "record too large"))
-            span.end()
+            if len(frames) > 1:
+                raise  # envelopes are capped far below the limit; only a lone frame is refused
+            only = frames[0]
+            if only.span is not None:
+                only.span.set_status(Status(StatusCode.ERROR, "record too large"))
+                only.span.end()
             record = letters.letter(
                 letters.TOO_LARGE_REASON,
                 f"the frame's record is larger than the producer accepts ({exc})",
-                entry.stream_id,
-                outcome.raw,
-                frame.frame_id,
-                frame.camera_id,
+                only.stream_id,
+                only.raw,
+                only.frame.frame_id,
+                only.frame.camera_id,
             )
             return await self._dead_letter(record)
-        return _InFlight(entry.stream_id, future, None, span)
+        return _InFlight(ids, future, None, spans)
 
     async def _dead_letter(self, record: DeadLetter) -> _InFlight:
         assert self._sink is not None and record.stream_id is not None
         log.debug("bridge %s: dead-letter %s %s: %s", self.consumer, record.stream_id, record.reason, record.detail)
-        return _InFlight(record.stream_id, await self._sink.send_dead_letter(record), record.reason)
+        return _InFlight([record.stream_id], await self._sink.send_dead_letter(record), record.reason)
 
     # --- state report --------------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -467,11 +536,20 @@ def run_bridge(settings: Settings) -> None:
         settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     if settings.bridge_metrics_port:
-        start_http_server(settings.bridge_metrics_port)
+        start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     try:
         asyncio.run(_serve_until_signalled(settings))
     finally:
         provider.shutdown()
+
+
+def _trace_headers(frame: FrameEvent) -> list[tuple[str, bytes]]:
+    if not frame.traceparent:
+        return []
+    headers = [("traceparent", frame.traceparent.encode())]
+    if frame.tracestate:
+        headers.append(("tracestate", frame.tracestate.encode()))
+    return headers
 
 
 async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from app import envelope
 from app.models import DeadLetter, FrameEvent
+from app.partitions import PartitionCache
 
 Delivery = asyncio.Future[RecordMetadata]
 
@@ -20,14 +22,29 @@ class KafkaSink:
         self.producer = producer
         self.captured_topic = captured_topic
         self.dead_letter_topic = dead_letter_topic
+        self._partitions = PartitionCache(producer)
 
-    async def send_frame(self, frame: FrameEvent, headers: Sequence[tuple[str, bytes]]) -> Delivery:
-        # Keyed by camera: one camera's frames share a partition, so their order is kept.
+    async def partition_of(self, camera_id: str) -> int:
+        """The captured partition of a camera: the one a keyed send would pick, so order per camera holds."""
+        return await self._partitions.partition(self.captured_topic, camera_id.encode())
+
+    async def send_frame(
+        self, frame: FrameEvent, value: bytes, headers: Sequence[tuple[str, bytes]], partition: int
+    ) -> Delivery:
+        future: Delivery = await self.producer.send(
+            self.captured_topic, value=value, key=frame.camera_id.encode(), headers=list(headers), partition=partition
+        )
+        return future
+
+    async def send_envelope(self, values: Sequence[bytes], first: FrameEvent, partition: int) -> Delivery:
+        """Several frames of one partition as one record. Keyed by its first frame's camera: every
+        camera in it hashes to this partition, which is what the key is for."""
         future: Delivery = await self.producer.send(
             self.captured_topic,
-            value=frame.model_dump_json().encode(),
-            key=frame.camera_id.encode(),
-            headers=list(headers),
+            value=envelope.encode(values),
+            key=first.camera_id.encode(),
+            headers=envelope.envelope_headers(len(values)),
+            partition=partition,
         )
         return future
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.models import ProcessorSpec
@@ -26,9 +27,11 @@ class _Unavailable(Exception):
 class OrchestratorAPI:
     """Thin client of ``/api/v1/processors``; the caller owns the aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: SecretStr | None = None) -> None:
         self._session = session
         self._base = base_url.rstrip("/") + "/api/v1/processors"
+        # Per request, not on the session: a caller's session may talk to other hosts too.
+        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
     async def register(self, spec: ProcessorSpec, within: float = 60.0, replica: str | None = None) -> dict[str, Any]:
         """POST the spec until the orchestrator accepts it; returns the registry record.
@@ -56,7 +59,7 @@ class OrchestratorAPI:
         spec_json = spec.model_dump(mode="json")
         try:
             async with self._session.post(
-                url, json=spec_json, params=_replica(replica), timeout=_REQUEST_TIMEOUT
+                url, json=spec_json, params=_replica(replica), headers=self._headers, timeout=_REQUEST_TIMEOUT
             ) as resp:
                 if resp.status in (200, 201):
                     record: dict[str, Any] = await resp.json()
@@ -71,7 +74,9 @@ class OrchestratorAPI:
     async def heartbeat(self, processor_id: str, status: str = "healthy", replica: str | None = None) -> bool:
         """True when accepted; False when the orchestrator does not know the processor (re-register)."""
         body = {"processor_id": processor_id, "status": status, **({"replica": replica} if replica else {})}
-        async with self._session.post(f"{self._base}/heartbeat", json=body, timeout=_REQUEST_TIMEOUT) as resp:
+        async with self._session.post(
+            f"{self._base}/heartbeat", json=body, headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status == 404:
                 return False
             if resp.status != 200:
@@ -82,7 +87,9 @@ class OrchestratorAPI:
         """DELETE the processor (with ``replica``: only that replica; the id goes with the last one).
         One that is already gone (404) is fine."""
         url = f"{self._base}/{processor_id}"
-        async with self._session.delete(url, params=_replica(replica), timeout=_REQUEST_TIMEOUT) as resp:
+        async with self._session.delete(
+            url, params=_replica(replica), headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status not in (200, 204, 404):
                 raise RuntimeError(f"deregister refused: HTTP {resp.status}: {(await resp.text())[:200]}")
 

@@ -191,7 +191,7 @@ class ProcessorClient:
     # --- helpers ---------------------------------------------------------------------------
     async def _run_registered(self) -> None:
         async with aiohttp.ClientSession() as session:
-            self._api = OrchestratorAPI(session, self.settings.orchestrator_url)
+            self._api = OrchestratorAPI(session, self.settings.orchestrator_url, self.settings.orchestrator_token)
             try:
                 if not await self._until_stopped(self.register()):
                     return
@@ -258,11 +258,11 @@ class ProcessorClient:
         if not port:
             return
         try:
-            start_http_server(port)
+            start_http_server(port, addr=self.settings.metrics_host)
         except OSError as exc:
             log.warning("cannot serve /metrics on port %d: %s", port, exc)
             return
-        log.info("serving /metrics on port %d", port)
+        log.info("serving /metrics on %s:%d", self.settings.metrics_host, port)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:

@@ -36,6 +36,7 @@ from processor.frame import Frame, ProcessFn, RejectFrame
 from processor.pixels import PixelStore
 
 log = logging.getLogger(__name__)
+Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
 SERVICE = "processor"
 _RETRY_SECONDS = 1.0
 RESULT_TOO_LARGE = "result_too_large"
@@ -121,12 +122,12 @@ class FramePipeline:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._pixels = PixelStore.from_url(settings.redis_url)
+        self._pixels = PixelStore(settings.redis.client(socket_timeout=10))
         # Results and dead letters of a batch leave only once the whole batch is processed:
         # a replica killed mid-batch then has published nothing its successor will redo.
         self._outbox: list[_Outgoing] = []
-        self._done = DoneMarkers.from_url(
-            settings.redis_url, settings.results_topic, int(settings.dedupe_window_seconds)
+        self._done = DoneMarkers(
+            settings.redis.client(socket_timeout=10), settings.results_topic, int(settings.dedupe_window_seconds)
         )
         pid = config.processor_id
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
@@ -145,8 +146,10 @@ class FramePipeline:
                 (s.dead_letter_topic, s.captured_partitions),
             ],
             s.topic_replication_factor,
+            security=s.kafka_security,
         )
         consumer = AIOKafkaConsumer(
+            **s.kafka_security.client_kwargs(),
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{c.processor_id}-{socket.gethostname()}-{os.getpid()}",
             group_id=c.group,
@@ -159,7 +162,9 @@ class FramePipeline:
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
         consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock))
-        self._producer = await start_reliable_producer(s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2)
+        self._producer = await start_reliable_producer(
+            s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2, security=s.kafka_security
+        )
         try:
             await consumer.start()
         except BaseException:
@@ -227,7 +232,7 @@ class FramePipeline:
             return
         self.stats.batches += 1
         acks: list[asyncio.Future[Any]] = []
-        frames: list[tuple[ConsumerRecord[bytes, bytes], RoutedFrame]] = []
+        frames: list[Routed] = []
         for record in records:
             try:
                 frames.append((record, RoutedFrame.model_validate_json(record.value or b"")))
@@ -235,6 +240,14 @@ class FramePipeline:
                 detail = f"{exc.error_count()} error(s); first: {_first_error(exc)}"
                 ctx = context_from_headers(record.headers)
                 acks.append(await self._dead_letter("invalid_routed_frame", detail, None, _raw(record), ctx))
+        frames, outside = self._split_by_key_prefix(frames)
+        for record, routed in outside:
+            why = f"frame_key {routed.frame_key!r} is outside {self.settings.processor_frame_key_prefix!r}"
+            acks.append(
+                await self._dead_letter(
+                    "frame_key_outside_prefix", why, routed, ctx=context_from_headers(record.headers)
+                )
+            )
 
         try:
             done_keys = [self._done.key(routed.frame_id, routed.capability) for _, routed in frames]
@@ -462,6 +475,16 @@ class FramePipeline:
         self._processed_ok.inc()
         self.stats.processed += 1
         return ack
+
+    def _split_by_key_prefix(self, frames: list[Routed]) -> tuple[list[Routed], list[Routed]]:
+        """Frames whose pixels may be read, and those naming a key outside PROCESSOR_FRAME_KEY_PREFIX:
+        a forged capture entry must not make a processor read (and publish from) any Redis key."""
+        prefix = self.settings.processor_frame_key_prefix
+        if not prefix:
+            return frames, []
+        inside = [item for item in frames if not item[1].frame_key or item[1].frame_key.startswith(prefix)]
+        outside = [item for item in frames if item[1].frame_key and not item[1].frame_key.startswith(prefix)]
+        return inside, outside
 
     async def _dead_letter(
         self,

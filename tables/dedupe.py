@@ -1,28 +1,24 @@
-"""Dedupe window: "frame_id|capability" -> processor id the pair was routed to.
+"""Dedupe batches: "partition:n" -> the (frame_id|capability, processor@origin, time) triples
+one flush of agents.dedupe_index added.
 
-Windowed so it forgets after DEDUPE_WINDOW_SECONDS; partitioned like the captured topic
-(a frame's duplicates arrive on its camera's partition). Storing the processor id, not a
-flag, lets failover re-route a pair away from a dead processor exactly once.
+The index itself lives in memory; this table is its changelog, written once per partition
+and flush (not once per pair), and read back when a partition is assigned. Partitioned like
+the captured topic, so a partition's batches live where its frames are routed.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import faust
 
-NAME = "frame_dedupe"
+NAME = "frame_dedupe_batches"
 
 
-def define_dedupe(app: faust.App, partitions: int, window_seconds: float) -> Any:
-    window = timedelta(seconds=window_seconds)
-    table = app.Table(
+def define_dedupe(app: faust.App, partitions: int) -> Any:
+    return app.Table(
         NAME,
-        default=str,
+        default=None,
         partitions=partitions,
-        help="Recently routed (frame_id, capability) pairs and where they went.",
+        help="Batches of recently routed (frame_id, capability) pairs, per captured partition.",
     )
-    # Two tumbling windows are checked on lookup (now and one window back), so a pair is
-    # remembered for at least one full window whatever its phase.
-    return table.tumbling(window, expires=window * 2).relative_to_now()

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
+from app import envelope
 from app.devstack import free_port
 from app.settings import Settings
 from bridge.names import backpressure_key, bridge_state_key
@@ -141,6 +143,41 @@ async def read_topic(
     return records
 
 
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame as the captured topic holds it: a plain record, or one frame of an envelope
+    (then its trace context is the frame's own, as the router reads it)."""
+
+    partition: int
+    offset: int
+    index: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def frames_of(records: Records) -> list[FrameRecord]:
+    out: list[FrameRecord] = []
+    for r in records:
+        if r.value is None:
+            continue
+        if not envelope.is_envelope(r.value):
+            out.append(FrameRecord(r.partition, r.offset, 0, r.key, r.value, list(r.headers)))
+            continue
+        assert dict(r.headers)[envelope.CONTENT_TYPE_HEADER] == envelope.ENVELOPE_CONTENT_TYPE
+        frames = envelope.split(r.value)
+        assert int(dict(r.headers)[envelope.FRAME_COUNT_HEADER]) == len(frames) > 1
+        for i, raw in enumerate(frames):
+            tp = json.loads(raw).get("traceparent")
+            out.append(FrameRecord(r.partition, r.offset, i, r.key, raw, [("traceparent", tp.encode())] if tp else []))
+    return out
+
+
+async def read_frames(settings: Settings, enough: Callable[[list[FrameRecord]], bool]) -> list[FrameRecord]:
+    """Every frame of the captured topic, envelopes opened."""
+    return frames_of(await read_topic(settings, settings.captured_topic, lambda rs: enough(frames_of(rs))))
+
+
 async def group_state(redis: aioredis.Redis, settings: Settings) -> tuple[int, int] | None:
     """(lag, pending) of the bridge group; None before a bridge created it."""
     for info in await redis.xinfo_groups(settings.capture_stream):
@@ -163,8 +200,8 @@ def frames_metric(outcome: str) -> float:
     return REGISTRY.get_sample_value("frame_buffer_bridge_frames_total", {"outcome": outcome}) or 0.0
 
 
-def frame_ids(records: Records) -> Counter[str]:
-    return Counter(json.loads(r.value)["frame_id"] for r in records if r.value is not None)
+def frame_ids(records: list[FrameRecord]) -> Counter[str]:
+    return Counter(json.loads(r.value)["frame_id"] for r in records)
 
 
 def spawn_bridge(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -230,7 +267,7 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
     assert await group_state(redis, settings) == (0, 0)
     assert (await redis.xpending(settings.capture_stream, settings.capture_group))["pending"] == 0
 
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= len(expected_frames))
+    captured = await read_frames(settings, lambda rs: len(rs) >= len(expected_frames))
     dead = await read_topic(settings, settings.dead_letter_topic, lambda rs: len(rs) >= len(expected_dead))
 
     counts = frame_ids(captured)
@@ -248,11 +285,13 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
     # Keyed by camera, one partition per camera, in capture order; trace context carried on.
     partition_of: dict[str, int] = {}
     last_seq: dict[str, int] = defaultdict(lambda: -1)
-    for record in sorted(captured, key=lambda r: (r.partition, r.offset)):
-        assert record.value is not None and record.key is not None
+    for record in sorted(captured, key=lambda r: (r.partition, r.offset, r.index)):
+        assert record.key is not None
         frame = json.loads(record.value)
         camera, seq, tp = expected_frames[frame["frame_id"]]
-        assert record.key.decode() == camera == frame["camera_id"]
+        assert camera == frame["camera_id"]
+        if record.index == 0:
+            assert record.key.decode() == camera
         assert partition_of.setdefault(camera, record.partition) == record.partition
         assert seq > last_seq[camera], f"{camera}: sequence {seq} after {last_seq[camera]}"
         last_seq[camera] = seq
@@ -298,7 +337,7 @@ async def test_restart_with_same_name_remirrors_own_pending_and_reports_deleted_
     dead = await read_topic(settings, settings.dead_letter_topic, lambda rs: len(rs) >= 1)
     assert [json.loads(r.value or b"{}")["reason"] for r in dead] == ["entry_deleted"]
     assert json.loads(dead[0].value or b"{}")["stream_id"] == ids[5]
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= 59)
+    captured = await read_frames(settings, lambda rs: len(rs) >= 59)
     assert frame_ids(captured) == Counter({f"f-{i}": 1 for i in range(60) if i != 5})
     # A clean stop takes the bridge's state key with it.
     assert await redis.get(bridge_state_key(settings.app_id, "phoenix")) is None
@@ -371,7 +410,7 @@ async def test_killed_bridge_entries_are_claimed_by_another(
         assert await pending_of(redis, settings, victim) == 0
     assert written > written_at_kill  # entries kept flowing across the kill
     expected = {f"k-{n}" for n in range(written)}
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: expected <= set(frame_ids(rs)))
+    captured = await read_frames(settings, lambda rs: expected <= set(frame_ids(rs)))
     counts = frame_ids(captured)
     missing = expected - set(counts)
     duplicates = sum(c - 1 for c in counts.values())
@@ -424,7 +463,7 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     assert await redis.get(bridge_state_key(settings.app_id, name)) is None
     delivered = total - lag
     print(f"\nSIGTERM test: {delivered} of {total} entries mirrored before the bridge exited")
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= delivered)
+    captured = await read_frames(settings, lambda rs: len(rs) >= delivered)
     counts = frame_ids(captured)
     assert len(counts) == sum(counts.values()) == delivered
     assert set(counts) == {f"g-{n}" for n in range(delivered)}  # a prefix: the stream was read in order
@@ -476,7 +515,7 @@ async def test_critical_backpressure_pauses_reading_and_normal_resumes(
     finally:
         await bridge.close()
         await serving
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= 300)
+    captured = await read_frames(settings, lambda rs: len(rs) >= 300)
     assert frame_ids(captured) == Counter({f"t-{i}": 1 for i in range(300)})
 
 
@@ -496,5 +535,5 @@ async def test_group_is_created_whatever_starts_first(
     finally:
         await asyncio.gather(first.close(), second.close())
         await asyncio.gather(*tasks)
-    captured = await read_topic(settings, settings.captured_topic, lambda rs: len(rs) >= 60)
+    captured = await read_frames(settings, lambda rs: len(rs) >= 60)
     assert frame_ids(captured) == Counter({f"e-{i}": 1 for i in range(60)})

@@ -30,6 +30,7 @@ from bridge.service import Bridge
 from processor.client import ProcessorClient
 from processor.frame import Frame
 from tests.integration.cluster import assign_from_start
+from tests.unit.router_fakes import Sent
 
 pytestmark = pytest.mark.integration
 
@@ -102,21 +103,18 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     await serving
 
     # Hop 2: the routing agent, given the record exactly as Kafka holds it.
-    built = create_worker_app(settings, prometheus=False)
+    sent = Sent()
+    built = create_worker_app(settings, sender=sent)
     built.app.finalize()
     built.app.flow_control.resume()
     from agents.routing import ProcessorView
 
     built.router.update_view([ProcessorView(id="det", capabilities=frozenset({"object_detection"}), capacity=10)])
-    routed: list[tuple[bytes, bytes, Any]] = []
-    ready_topic = built.orch.topics.ready("det")
-
-    async def record_send(*, key: bytes, value: bytes, headers: Any = None) -> None:
-        routed.append((key, value, headers))
-
-    ready_topic.send = record_send
     async with built.route_frames.test_context() as agent:
         await agent.put(captured.value, key=captured.key, headers=list(captured.headers))
+    routed = [
+        (r["key"], json.dumps(r["value"]).encode(), r["headers"]) for r in sent.records[settings.ready_topic("det")]
+    ]
     assert len(routed) == 1
 
     # Hop 3: the processor SDK consumes the real ready topic and publishes the result.

@@ -10,7 +10,7 @@ from bridge.service import _deliveries, _InFlight
 
 
 def flight(future: asyncio.Future[object], stream_id: str) -> _InFlight:
-    return _InFlight(stream_id=stream_id, future=future, reason=None)  # type: ignore[arg-type]
+    return _InFlight(stream_ids=[stream_id], future=future, reason=None)  # type: ignore[arg-type]
 
 
 async def test_open_deliveries_time_out_and_reported_ones_keep_their_outcome() -> None:

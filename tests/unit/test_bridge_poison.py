@@ -95,7 +95,7 @@ async def test_frames_refused_for_good_are_replaced_by_their_dead_letters() -> N
     bridge._sink = sink  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
     entries = [Entry(f"{n}-0", {"frame_id": f"f{n}", "camera_id": "cam"}) for n in range(3)]
-    flights = [_InFlight(e.stream_id, loop.create_future(), None) for e in entries]
+    flights = [_InFlight([e.stream_id], loop.create_future(), None) for e in entries]
     results: list[Any] = ["metadata", MessageSizeTooLargeError(), NotLeaderForPartitionError()]
 
     await bridge._dead_letter_refused(entries, flights, results)
@@ -126,3 +126,19 @@ def test_read_counts_stay_bounded() -> None:
     for n in range(poison.ReadCounts.MAX_TRACKED + 5):
         reads.see(f"{n}-0")
     assert len(reads._reads) <= poison.ReadCounts.MAX_TRACKED
+
+
+async def test_an_envelope_refused_for_good_dead_letters_each_of_its_entries() -> None:
+    bridge = Bridge(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
+    sink = FakeSink()
+    bridge._sink = sink  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    entries = [Entry(f"{n}-0", {"frame_id": f"f{n}", "camera_id": "cam"}) for n in range(3)]
+    flights = [_InFlight([e.stream_id for e in entries], loop.create_future(), None)]
+    results: list[Any] = [MessageSizeTooLargeError()]
+
+    await bridge._dead_letter_refused(entries, flights, results)
+
+    assert [(r.reason, r.stream_id) for r in sink.letters] == [(poison.REFUSED_REASON, e.stream_id) for e in entries]
+    assert flights[0].reason == poison.REFUSED_REASON and flights[0].stream_ids == ["0-0", "1-0", "2-0"]
+    assert not isinstance(results[0], BaseException)

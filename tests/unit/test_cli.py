@@ -14,10 +14,12 @@ SUBCOMMANDS = [
     [],
     ["worker"],
     ["bridge"],
+    ["relay"],
     ["capture"],
     ["processor"],
     ["dev"],
     ["check-config"],
+    ["migrate"],
     ["stack"],
     ["stack", "up"],
     ["stack", "down"],
@@ -35,7 +37,7 @@ def test_help_of_every_subcommand(args: list[str]) -> None:
 
 def test_main_help_lists_the_public_subcommands_only() -> None:
     output = CliRunner().invoke(main, ["--help"]).output
-    for name in ("worker", "bridge", "capture", "processor", "dev", "check-config", "stack"):
+    for name in ("worker", "bridge", "capture", "processor", "dev", "check-config", "migrate", "stack"):
         assert name in output
     stack_help = CliRunner().invoke(main, ["stack", "--help"]).output
     assert "up" in stack_help and "down" in stack_help
@@ -69,7 +71,9 @@ def test_check_config_prints_every_variable_with_secrets_redacted() -> None:
     result = CliRunner().invoke(main, ["check-config"], env=env)
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.output and "t0ken" not in result.output
-    assert "REDIS_URL=redis://user:***@redis.internal:6379/0" in result.output
+    # The password moves out of the URL into REDIS_PASSWORD, which prints redacted.
+    assert "REDIS_URL=redis://***@redis.internal:6379/0" in result.output
+    assert "REDIS_PASSWORD=***" in result.output
     assert "DEFAULT_CAPABILITIES=a,b" in result.output
     printed = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
     assert printed == {name.upper() for name in Settings.model_fields}
@@ -113,3 +117,9 @@ def test_processor_kinds_and_dev_capabilities_match_the_samples() -> None:
     for sample, capability in SAMPLE_CAPABILITIES.items():
         # dev's capture asks for this capability so that frames reach the sample.
         assert capability in build_sample(Settings(), sample).spec.capabilities
+
+
+def test_migrate_names_its_source() -> None:
+    result = CliRunner().invoke(main, ["migrate", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--from-v1" in result.output

@@ -356,6 +356,9 @@ KNOWN = [
     "metadata",
     "trace_context",
     "storage_path",
+    "resolution",
+    "frame_buffer_key",
+    "capture_timestamp",
     "payload",
     "event",
 ]
@@ -394,7 +397,7 @@ def test_fuzz_any_json_document(doc: Any) -> None:
 
 @FUZZ
 @given(
-    st.dictionaries(st.sampled_from(KNOWN[:18]), json_values.map(json.dumps), max_size=12),
+    st.dictionaries(st.sampled_from(KNOWN[:21]), json_values.map(json.dumps), max_size=12),
     st.fixed_dictionaries(
         {
             "frame_id": st.text(min_size=1, max_size=30),

@@ -67,6 +67,32 @@ def test_deregister_removes_and_unknown_ids_are_reported() -> None:
         fold_control(None, ControlEvent(kind="update", processor_id="ghost", spec=register("ghost").spec), SETTINGS)
 
 
+def status_event(status: ProcessorStatus, at: datetime = T0) -> ControlEvent:
+    return ControlEvent(kind="status", processor_id="yolo", status=status, reason="test", at=at)
+
+
+def heartbeat(status: ProcessorStatus | None, at: datetime) -> ControlEvent:
+    return ControlEvent(kind="heartbeat", processor_id="yolo", status=status, at=at)
+
+
+def test_draining_ends_with_the_processors_own_healthy_heartbeat() -> None:
+    draining = fold_control(fold_control(None, register(), SETTINGS), status_event(ProcessorStatus.DRAINING), SETTINGS)
+    assert draining is not None and draining["status"] == "draining"
+    # A beat without a status (an older worker's) keeps it draining; a healthy beat ends it.
+    kept = fold_control(draining, heartbeat(None, T0 + timedelta(seconds=1)), SETTINGS)
+    assert kept is not None and kept["status"] == "draining"
+    back = fold_control(kept, heartbeat(ProcessorStatus.HEALTHY, T0 + timedelta(seconds=2)), SETTINGS)
+    assert back is not None and back["status"] == "healthy"
+
+
+def test_a_healthy_heartbeat_does_not_overrule_the_monitors_verdict() -> None:
+    record = fold_control(None, register(), SETTINGS)
+    for verdict in (ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED):
+        judged = fold_control(record, status_event(verdict), SETTINGS)
+        after = fold_control(judged, heartbeat(ProcessorStatus.HEALTHY, T0 + timedelta(seconds=1)), SETTINGS)
+        assert after is not None and after["status"] == verdict.value
+
+
 def beat(replica: str | None, at: datetime, kind: str = "heartbeat") -> ControlEvent:
     return ControlEvent(kind=kind, processor_id="yolo", replica=replica, at=at)  # type: ignore[arg-type]
 

@@ -1,6 +1,6 @@
 """The routing agents through Faust's test_context(): no broker, the real agent code.
 
-Sends to other topics are recorded at the topic (as Faust's testing guide does), the
+Sends go to a fake producer (tests/unit/router_fakes.py) that records them by topic; the
 tables are Faust's own in-memory tables.
 """
 
@@ -8,83 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
-
-import pytest
 
 from agents.backpressure import Level
-from agents.routing import ProcessorView
-from app.main import WorkerApp, create_worker_app
-from app.models import FrameEvent
-from app.settings import Settings
+from app.main import WorkerApp
+from tests.unit.router_fakes import Sent, frame, ready, view, worker
 
-
-class Sent:
-    """Records what the agents hand to topics, by topic name."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, list[dict[str, Any]]] = {}
-
-    def patch(self, topic: Any) -> None:
-        async def send(*, key: bytes | None = None, value: bytes | None = None, headers: Any = None) -> None:
-            self.records.setdefault(topic.get_topic_name(), []).append(
-                {"key": key, "value": json.loads(value or b"null"), "headers": headers}
-            )
-
-        topic.send = send
-
-    def values(self, topic_name: str) -> list[dict[str, Any]]:
-        return [r["value"] for r in self.records.get(topic_name, [])]
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[tuple[WorkerApp, Sent]]:
-    settings = Settings(
-        app_id="unit-router",
-        store="memory://",
-        kafka_broker="kafka://127.0.0.1:1",
-        captured_partitions=4,
-        protected_priority=8,
-    )
-    built = create_worker_app(settings, prometheus=False)
-    built.app.finalize()
-    built.app.flow_control.resume()
-    sent = Sent()
-    topics = built.orch.topics
-    for topic in (topics.dead_letter, topics.waiting):
-        sent.patch(topic)
-    for pid in ("det-a", "det-b", "face", "tracker"):
-        sent.patch(topics.ready(pid))
-    yield built, sent
-
-
-def view(
-    pid: str, caps: set[str], *, lag: int = 0, level: Level = Level.NORMAL, healthy: bool = True, stateful: bool = False
-) -> ProcessorView:
-    return ProcessorView(
-        id=pid, capabilities=frozenset(caps), capacity=100, stateful=stateful, healthy=healthy, lag=lag, level=level
-    )
-
-
-def frame(frame_id: str, caps: list[str], camera: str = "cam-1", priority: int = 0) -> bytes:
-    return (
-        FrameEvent(
-            frame_id=frame_id,
-            camera_id=camera,
-            captured_at=datetime.now(UTC),
-            capabilities=caps,
-            priority=priority,
-            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
-def ready(settings: Settings, pid: str) -> str:
-    return settings.ready_topic(pid)
+__all__ = ["worker"]  # the fixture, imported for pytest
 
 
 async def test_fans_out_per_capability_and_dedupes(worker: tuple[WorkerApp, Sent]) -> None:

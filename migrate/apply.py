@@ -1,0 +1,99 @@
+"""Carrying out a ``Plan``: Redis first, then Kafka, each step recorded in the marker when done.
+
+Each step is safe to repeat after a crash: the group is created and handed v1's pending entries
+in one transaction with its marker field; each replayed batch is XADDed and XDELed from the
+queue in one transaction; dead letters are recorded as converted (``dlq_through``) after Kafka
+acknowledged them, so a crash repeats at most the batch in flight; registering is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from app.models import ControlEvent, ProcessorStatus, utcnow
+from app.settings import Settings
+from migrate.plan import Plan, Snapshot
+from migrate.state import marker_key
+
+# The consumer v1's pending entries are handed to: no bridge reads as it, so every bridge's
+# XAUTOCLAIM sweep takes them over at once, as they are marked idle for longer than any
+# BRIDGE_CLAIM_IDLE_MS.
+HANDOVER_CONSUMER = "migrated-from-v1"
+HANDOVER_IDLE_MS = 7 * 24 * 3600 * 1000
+BATCH = 500
+UNHEALTHY_REASON = "imported from frame-buffer v1: healthy once it heartbeats"
+
+
+async def apply_redis(p: Plan, snap: Snapshot, redis: Redis, app_id: str) -> None:
+    key = marker_key(app_id)
+    if p.group is not None:
+        async with redis.pipeline(transaction=True) as tx:
+            tx.xgroup_create(snap.stream, snap.group, id=p.group.start_id, mkstream=True)
+            for start in range(0, len(p.group.handover), BATCH):
+                tx.xclaim(
+                    snap.stream,
+                    snap.group,
+                    HANDOVER_CONSUMER,
+                    min_idle_time=0,
+                    message_ids=list(p.group.handover[start : start + BATCH]),
+                    idle=HANDOVER_IDLE_MS,
+                    force=True,
+                    justid=True,
+                )
+            tx.hset(key, "group_done", "1")
+            await tx.execute()
+    for start in range(0, len(p.replays), BATCH):
+        chunk = p.replays[start : start + BATCH]
+        async with redis.pipeline(transaction=True) as tx:
+            for _, fields in chunk:
+                tx.xadd(snap.stream, fields)  # type: ignore[arg-type]
+            tx.xdel(snap.names.queue, *(sid for sid, _ in chunk))
+            await tx.execute()
+
+
+async def convert_dead_letters(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
+    key = marker_key(settings.app_id)
+    for start in range(0, len(p.dead_letters), BATCH):
+        chunk = p.dead_letters[start : start + BATCH]
+        futures = [
+            await producer.send(
+                settings.dead_letter_topic,
+                value=letter.model_dump_json().encode(),
+                key=(letter.frame_id or letter.camera_id or "").encode(),
+            )
+            for letter in chunk
+        ]
+        await asyncio.gather(*futures)
+        await redis.hset(key, "dlq_through", chunk[-1].stream_id or "")  # type: ignore[misc]
+
+
+async def register_processors(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
+    # As if it registered over REST, but with its last heartbeat long gone: the health monitor
+    # sees it unhealthy at once, and only heartbeats from the processor itself bring it back.
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses + 1)
+    futures = []
+    for spec in p.processors:
+        events = [
+            ControlEvent(kind="register", processor_id=spec.id, spec=spec, at=stale),
+            ControlEvent(
+                kind="status", processor_id=spec.id, status=ProcessorStatus.UNHEALTHY, reason=UNHEALTHY_REASON
+            ),
+        ]
+        for event in events:
+            futures.append(
+                await producer.send(
+                    settings.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode()
+                )
+            )
+    await asyncio.gather(*futures)
+    await redis.hset(marker_key(settings.app_id), "registry_done", "1")  # type: ignore[misc]
+
+
+async def finish(redis: Redis, app_id: str, report_text: str) -> None:
+    await redis.hset(  # type: ignore[misc]
+        marker_key(app_id), mapping={"finished_at": utcnow().isoformat(), "report": report_text}
+    )

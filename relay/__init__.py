@@ -1,0 +1,1 @@
+"""The relay: frames routed to processors that read Redis streams (detektr's ProcessorClient), into those streams."""
