@@ -23,6 +23,7 @@ from faust import web
 from faust.sensors import Sensor
 
 from app.context import Orchestrator
+from app.kafka_security import PLAINTEXT, KafkaSecurity
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -83,9 +84,10 @@ def agent_alive(agent: Any) -> bool:
 class BrokerProbe:
     """One metadata round trip to the brokers per check, over a client kept for it."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(self, bootstrap_servers: str, client_id: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
+        self.security = security
         self._client: AIOKafkaClient | None = None
 
     async def check(self) -> str:
@@ -93,7 +95,11 @@ class BrokerProbe:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
                 if self._client is None:
-                    client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers, client_id=self.client_id)
+                    client = AIOKafkaClient(
+                        bootstrap_servers=self.bootstrap_servers,
+                        client_id=self.client_id,
+                        **self.security.client_kwargs(),
+                    )
                     try:
                         await client.bootstrap()
                     except BaseException:
@@ -131,7 +137,9 @@ class Readiness:
         self.routing_agent = routing_agent
         self.stuck_after = stuck_after
         self.sensor = TopicProgressSensor(orch.settings.captured_topic)
-        self.probe = BrokerProbe(orch.settings.bootstrap_servers, f"{orch.settings.app_id}-ready")
+        self.probe = BrokerProbe(
+            orch.settings.bootstrap_servers, f"{orch.settings.app_id}-ready", orch.settings.kafka_security
+        )
 
     async def report(self) -> dict[str, Any]:
         app: faust.App = self.orch.app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -111,7 +112,8 @@ async def test_migration_from_v1_loses_nothing_repeats_nothing_and_runs_once(
         assert not {settings.dead_letter_topic, settings.control_topic} & await topics_of(settings)
 
         real = await migrate_from_v1(settings, names, dry_run=False)
-        assert dry.replace("would be ", "").replace(" (dry run: nothing changed)", "") == real
+        # The same report, but for the tense and the age of v1's last read (time passes between the two).
+        assert _ageless(dry.replace("would be ", "").replace(" (dry run: nothing changed)", "")) == _ageless(real)
         assert (
             "reading after " + v1["last"] + "; 3 entries v1 read but never acknowledged would be handed" in dry
             and "(dry run: nothing changed)" in dry
@@ -249,3 +251,7 @@ async def test_an_interrupted_migration_resumes_without_repeating(
     dead = await read_topic(settings, settings.dead_letter_topic, lambda rs: len(rs) >= 4)
     converted = Counter(json.loads(r.value)["stream_id"] for r in dead if r.value is not None)
     assert converted == Counter(v1["dlq_ids"])
+
+
+def _ageless(report: str) -> str:
+    return re.sub(r"read [0-9.]+ s ago", "read ? s ago", report)

@@ -37,6 +37,7 @@ class Recorder:
             client.start = mock.AsyncMock(side_effect=Built(kind))
             client.stop = mock.AsyncMock()
             client.close = mock.AsyncMock()
+            client.bootstrap = mock.AsyncMock(side_effect=Built(kind))
             return client
 
         return build
@@ -55,6 +56,7 @@ def recorder() -> Iterator[Recorder]:
         ("processor.pipeline.AIOKafkaConsumer", "sdk consumer"),
         ("relay.service.AIOKafkaConsumer", "relay registry consumer"),
         ("relay.delivery.AIOKafkaConsumer", "relay delivery consumer"),
+        ("app.readiness.AIOKafkaClient", "readiness probe"),
     ]
     with contextlib.ExitStack() as stack:
         for target, kind in targets:
@@ -73,6 +75,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     from app.lag import LagSampler
     from app.main import _kafka_sender, faust_app
     from app.models import ProcessorRecord
+    from app.readiness import BrokerProbe
     from bridge.service import Bridge
     from processor.pipeline import FramePipeline, PipelineConfig
     from relay.delivery import Delivery
@@ -90,6 +93,8 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
 
     await expect_built(ensure_topics(settings.bootstrap_servers, [("t", 1)], security=security))
     await expect_built(start_reliable_producer(settings.bootstrap_servers, "p", security=security))
+    # /ready's broker round trip: the failure is its answer, the client was built all the same.
+    assert await BrokerProbe(settings.bootstrap_servers, "ready", security).check()
     # The router's own producer (agents.sender), as the worker builds it.
     await expect_built(_kafka_sender(settings).start())
     await expect_built(LagSampler(settings.bootstrap_servers, security=security).start())
@@ -122,7 +127,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
 
     kinds = {kind for kind, _ in recorder.built}
     assert kinds >= {"producer", "admin", "lag consumer", "lag admin", "failover consumer", "failover admin"}
-    assert {"sdk consumer", "relay registry consumer", "relay delivery consumer"} <= kinds
+    assert {"sdk consumer", "relay registry consumer", "relay delivery consumer", "readiness probe"} <= kinds
     for kind, kwargs in recorder.built:
         assert security_part(kwargs) == expected, kind
 
