@@ -16,6 +16,8 @@ from app.redact import redact_text
 from app.settings import ConfigurationError, Settings, load_settings
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
+# processor.samples.SAMPLE_KINDS (a unit test holds them equal): importing it here would load OpenCV for --help.
+SAMPLE_KINDS = ("brightness", "detector", "object_detection", "face_detection")
 
 
 def _settings() -> Settings:
@@ -144,11 +146,13 @@ def capture(
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["brightness", "detector"]))
+@click.argument("kind", type=click.Choice(SAMPLE_KINDS))
 @click.option("--id", "processor_id", default=None, help="Processor id (default: derived from KIND).")
 @click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the sample's).")
 @click.option("--capacity", type=click.IntRange(1, 10_000_000), default=None, help="Frames of lag it can hold.")
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=None, help="Simulated work per frame.")
+@click.option(
+    "--latency-ms", type=click.FloatRange(min=0), default=None, help="Simulated work per frame (detector only)."
+)
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=None, help="Frames processed at once.")
 def processor(
     kind: str,
@@ -215,9 +219,9 @@ def dev(
     from app.dev import DevOptions, run_dev
 
     kinds = _csv(processors) or []
-    unknown = sorted(set(kinds) - {"brightness", "detector"})
+    unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
     if unknown:
-        raise click.BadParameter(f"unknown processor kind(s) {unknown}; choose from brightness, detector")
+        raise click.BadParameter(f"unknown processor kind(s) {unknown}; choose from {', '.join(SAMPLE_KINDS)}")
     options = DevOptions(
         cameras=cameras,
         fps=fps,
