@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     orchestrator_url: str = Field(
         "http://localhost:6066", description="Base URL of the orchestrator web API, for processors"
     )
-    frame_ttl_seconds: int = Field(300, ge=1, description="TTL of the pixel bytes the capture (synthetic or cameras) stores")
+    frame_ttl_seconds: int = Field(
+        300, ge=1, description="TTL of the pixel bytes the capture (synthetic or cameras) stores"
+    )
     capture_metrics_port: int = Field(
         9109, ge=0, le=65535, description="Port of /metrics of `capture --source` (0 disables)"
     )

@@ -126,7 +126,12 @@ async def test_the_face_cascade_finds_no_face_on_a_drawn_person_nor_hog_a_person
 
 async def test_the_model_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     detector = PeopleDetector()
-    monkeypatch.setattr(detector, "detect", lambda image: time.sleep(0.3) or [])
+
+    def slow(image: Image) -> list[dict[str, Any]]:
+        time.sleep(0.3)
+        return []
+
+    monkeypatch.setattr(detector, "detect", slow)
     ticks = 0
 
     async def tick() -> None:
