@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import json
 import logging
 import math
 import signal
@@ -24,6 +25,7 @@ import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from app.camera_keys import latest_frames_key
 from app.logs import setup_logging
 from app.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
 from app.settings import Settings
@@ -44,6 +46,7 @@ class _Camera:
     queue: asyncio.Queue[CapturedFrame | None]
     sequence: int = 0
     published: int = 0
+    fps_published: float = 0.0
     history: collections.deque[tuple[int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=FPS_WINDOW_SECONDS + 1)
     )
@@ -61,7 +64,9 @@ class VideoCapture:
         reader: ReaderConfig | None = None,
         frame_ttl: int = 300,
         maxlen: int | None = None,
+        latest_key: str | None = None,
     ) -> None:
+        """``latest_key``: a hash where each camera's latest frame is noted, for the camera grid."""
         if not sources:
             raise ValueError("no camera to capture")
         check_unique(sources)
@@ -71,6 +76,7 @@ class VideoCapture:
         self.reader_config = reader or ReaderConfig()
         self.frame_ttl = frame_ttl
         self.maxlen = maxlen
+        self.latest_key = latest_key
         self._stop_threads = threading.Event()
         self.cameras: dict[str, _Camera] = {}
 
@@ -169,6 +175,8 @@ class VideoCapture:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.set(frame_buffer_key(fid), frame.pixels, ex=self.frame_ttl)
                     pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    if self.latest_key:
+                        pipe.hset(self.latest_key, source.camera_id, self._latest(camera, fid, frame))
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 CAPTURE_FRAMES_DROPPED.labels(source.camera_id, "redis_error").inc()
@@ -179,6 +187,19 @@ class VideoCapture:
             camera.published += 1
             CAPTURE_FRAMES_PUBLISHED.labels(source.camera_id).inc()
 
+    def _latest(self, camera: _Camera, frame_id: str, frame: CapturedFrame) -> str:
+        return json.dumps(
+            {
+                "frame_id": frame_id,
+                "frame_key": frame_buffer_key(frame_id),
+                "width": frame.width,
+                "height": frame.height,
+                "format": self.reader_config.fmt,
+                "captured": frame.captured,
+                "fps_in": round(camera.fps_published, 2),
+            }
+        )
+
     async def _measure(self) -> None:
         """Each second: decoded and published fps of every camera over the last few seconds."""
         while True:
@@ -188,7 +209,8 @@ class VideoCapture:
                     seconds = len(camera.history) - 1
                     (d0, p0), (d1, p1) = camera.history[0], camera.history[-1]
                     CAPTURE_FPS.labels(camera_id, "decoded").set((d1 - d0) / seconds)
-                    CAPTURE_FPS.labels(camera_id, "published").set((p1 - p0) / seconds)
+                    camera.fps_published = (p1 - p0) / seconds
+                    CAPTURE_FPS.labels(camera_id, "published").set(camera.fps_published)
             await asyncio.sleep(1.0)
 
 
@@ -211,6 +233,7 @@ def run_video_capture(
         reader=ReaderConfig(fmt=fmt, jpeg_quality=jpeg_quality),
         frame_ttl=settings.frame_ttl_seconds,
         maxlen=maxlen,
+        latest_key=latest_frames_key(settings.app_id),
     )
     if settings.capture_metrics_port:
         start_http_server(settings.capture_metrics_port)

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import redis.asyncio as aioredis
 
+from app.camera_keys import detections_field, latest_detections_key
 from app.logs import setup_logging
 from app.settings import Settings
 from app.telemetry import setup_tracing
@@ -28,6 +30,7 @@ from processor.client import ProcessorClient
 from processor.detectors import FaceDetector, PeopleDetector
 from processor.frame import Frame, ProcessFn
 from processor.images import to_gray
+from processor.latest import RecordLatest
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +140,11 @@ def build_sample(
     process: ProcessFn
     if kind == "brightness":
         process = BrightnessMotion()
-    elif kind == "object_detection":
-        process = PeopleDetector()
-    elif kind == "face_detection":
-        process = FaceDetector()
+    elif kind in ("object_detection", "face_detection"):
+        detector = PeopleDetector() if kind == "object_detection" else FaceDetector()
+        # Their latest boxes per camera, for the dashboard's camera grid.
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        process = RecordLatest(detector, redis, latest_detections_key(settings.app_id), detections_field)
     else:
         process = FakeDetector(latency)
     metadata: dict[str, Any] = {"sample": kind}
