@@ -1,8 +1,11 @@
 """Every camera of one process, against Redis: pixels under ``frame:{frame_id}`` with a TTL, then XADD.
 
 Each camera has a reader thread (``capture.reader``) and a publisher task on the event loop,
-joined by a queue of one second of frames. When Redis falls behind, the oldest frame waiting
-is dropped (``publish_backlog``): live video wants the newest frame, not a growing delay. A
+joined by a queue. When Redis falls behind, frames are dropped (``publish_backlog``): one that
+waited longer than ``MAX_WAIT_SECONDS``, and the oldest when ``QUEUE_SECONDS`` of frames wait;
+live video wants the newest frame, not a growing delay. The queue is that long because a stream
+that has just been opened hands over in one burst every frame that arrived while FFmpeg probed
+it (a second or two), and those are no backlog. A
 frame counts as published once its pixels and its entry were both written, pixels first, so
 no reader ever finds an entry whose pixels are not there yet.
 """
@@ -18,6 +21,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +40,8 @@ from capture.sources import CameraSource, check_unique
 log = logging.getLogger(__name__)
 
 FPS_WINDOW_SECONDS = 5
+MAX_WAIT_SECONDS = 2.0
+QUEUE_SECONDS = 5
 _REDIS_RETRY_SECONDS = 1.0
 
 
@@ -92,7 +98,9 @@ class VideoCapture:
         threads = []
         publishers = []
         for source in self.sources:
-            queue: asyncio.Queue[CapturedFrame | None] = asyncio.Queue(maxsize=max(2, math.ceil(source.fps)))
+            queue: asyncio.Queue[CapturedFrame | None] = asyncio.Queue(
+                maxsize=max(2, math.ceil(source.fps * QUEUE_SECONDS))
+            )
             deliver = functools.partial(self._deliver, loop, source.camera_id, queue)
             camera = _Camera(source, CameraReader(source, deliver, self._stop_threads, self.reader_config), queue)
             self.cameras[source.camera_id] = camera
@@ -156,6 +164,9 @@ class VideoCapture:
         source = camera.source
         safe_url = source.safe_url
         while (frame := await camera.queue.get()) is not None:
+            if time.time() - frame.captured > MAX_WAIT_SECONDS:
+                CAPTURE_FRAMES_DROPPED.labels(source.camera_id, "publish_backlog").inc()
+                continue
             fid = new_frame_id(frame.captured, source.camera_id, camera.sequence)
             fields = entry_fields(
                 frame_id=fid,

@@ -187,7 +187,15 @@ async def test_a_live_tcp_stream_that_drops_and_returns_loses_no_frame_and_a_dea
             assert first.returncode == 0
             second = serve(15, 30)  # the camera comes back with frames 30..44
             await asyncio.to_thread(second.wait, 30)
-            await wait_until(lambda: len(pipe.of(live)) >= 45, 60, what="both streams' frames processed")
+            try:
+                await wait_until(lambda: len(pipe.of(live)) >= 45, 60, what="both streams' frames processed")
+            except TimeoutError:
+                state = capture.cameras[live]
+                print(
+                    f"published {state.published}, reconnects {state.reader.reconnects}, decoded {state.reader.decoded}"
+                )
+                print("processed", [s.number for s in pipe.of(live)])
+                raise
             await asyncio.sleep(1.0)
         finally:
             stop.set()

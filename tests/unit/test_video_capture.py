@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -10,11 +11,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.parsing import parse_entry
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
-from capture.reader import CameraReader, ReaderConfig
+from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sampler import FpsSampler
+from capture.service import VideoCapture
 from capture.sources import CameraSource, SourceError, check_unique, load_sources, parse_source
 
 
@@ -144,3 +147,18 @@ def test_a_camera_that_cannot_connect_retries_with_backoff_and_logs_no_password(
     assert len(lines) >= 3 and all("camera door:" in line for line in lines)
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
     assert "rtsp://admin:***@127.0.0.1:1/stream" in lines[0]
+
+
+async def test_a_full_queue_gives_up_its_oldest_frame_and_counts_it() -> None:
+    def dropped() -> float:
+        labels = {"camera_id": "q-cam", "reason": "publish_backlog"}
+        return REGISTRY.get_sample_value("frame_buffer_capture_frames_dropped_total", labels) or 0.0
+
+    queue: asyncio.Queue[CapturedFrame | None] = asyncio.Queue(maxsize=2)
+    frames = [CapturedFrame("q-cam", bytes([n]), 1, 1, float(n), float(n)) for n in range(3)]
+    before = dropped()
+    for frame in frames:
+        VideoCapture._offer("q-cam", queue, frame)
+    VideoCapture._offer("q-cam", queue, None)  # the end is never dropped, whatever waits
+    assert [queue.get_nowait() for _ in range(2)] == [frames[2], None]
+    assert dropped() == before + 2
