@@ -8,7 +8,7 @@ PYTEST := $(BIN)/pytest
 STACK_FILE := .devstack/stack.env
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test test-unit test-integration test-performance test-watch test-env-up \
+.PHONY: setup test test-unit test-integration test-faults test-performance test-watch test-env-up \
         test-env-down dev bench bench-quick format lint type-check check browser clean
 
 setup: $(STAMP)
@@ -27,14 +27,19 @@ browser:
 	    (apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1) || \
 	    echo "chromium could not be installed; the browser test will skip"; }
 
+# The short fault tests run here; the long ones (marker faults_long) only in test-faults.
 test: setup browser
-	$(PYTEST) -q -p no:cacheprovider tests
+	$(PYTEST) -q -p no:cacheprovider -m "not faults_long" tests
 
 test-unit: setup
 	$(PYTEST) -q tests/unit
 
 test-integration: setup
 	$(PYTEST) -q tests/integration
+
+# Processes killed with SIGKILL/SIGSTOP, brokers that lose data: every fault test, long ones too.
+test-faults: setup
+	$(PYTEST) -q tests/faults
 
 test-performance: bench-quick
 

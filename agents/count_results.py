@@ -1,4 +1,5 @@
-"""count_results: counts what processors finished, for the stats and the dashboard."""
+"""count_results and count_dead_letters: count what processors finished and what they gave up
+on, for the stats and the dashboard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from typing import Any
 
 from app.context import Orchestrator
+from app.models import PROCESSOR_SOURCE
 
 
 def register_count_results(orch: Orchestrator) -> None:
@@ -20,3 +22,22 @@ def register_count_results(orch: Orchestrator) -> None:
                 pid = "unparseable"
             counters.processed += 1
             counters.processed_by_processor[str(pid)] += 1
+
+
+def register_count_dead_letters(orch: Orchestrator) -> Any:
+    """Processors write their dead letters straight to the topic; nothing else would count them."""
+    counters = orch.counters
+
+    @orch.app.agent(orch.topics.dead_letter, name="count_dead_letters")
+    async def count_dead_letters(stream: Any) -> None:
+        async for value in stream:
+            try:
+                letter = json.loads(value)
+            except ValueError:
+                continue
+            if not isinstance(letter, dict) or letter.get("source") != PROCESSOR_SOURCE:
+                continue  # the workers' own are counted as they write them; the bridge's are its own
+            counters.processor_dead_lettered[str(letter.get("reason"))] += 1
+            counters.dead_lettered_by_processor[str(letter.get("processor_id"))] += 1
+
+    return count_dead_letters

@@ -30,7 +30,8 @@ def dedupe_key(frame_id: str, capability: str) -> str:
 class _Partition:
     # Insertion-ordered: the first key is the oldest, which is what eviction wants.
     pairs: dict[str, tuple[str, float]] = field(default_factory=dict)
-    unflushed: list[tuple[str, str, float]] = field(default_factory=list)
+    # Already in the table's value form, so a flush hands the list over as it is.
+    unflushed: list[list[object]] = field(default_factory=list)
     first_unflushed_at: float = 0.0
     # Batches written to the table, oldest first: (table key, newest pair time, pairs in it).
     batches: list[tuple[str, float, int]] = field(default_factory=list)
@@ -83,7 +84,7 @@ class DedupeIndex:
         pairs[key] = (value, now)
         if not part.unflushed:
             part.first_unflushed_at = now
-        part.unflushed.append((key, value, now))
+        part.unflushed.append([key, value, now])
         if len(pairs) > self.max_pairs:
             del pairs[next(iter(pairs))]
 
@@ -109,7 +110,7 @@ class DedupeIndex:
             return None
         key = f"{partition}:{part.next_batch}"
         part.next_batch += 1
-        pairs: list[list[object]] = [[k, v, t] for k, v, t in part.unflushed]
+        pairs = part.unflushed
         part.unflushed = []
         part.batches.append((key, now, len(pairs)))
         part.batched_pairs += len(pairs)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.commit import OffsetCommitRequest
+from aiokafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from app.context import Orchestrator
@@ -88,12 +89,19 @@ async def reroute_backlog(
     Returns how many were re-sent, and whether the group's offsets now stand past them."""
     moved_to = {} if moved_to is None else moved_to
     bootstrap = orch.settings.bootstrap_servers
+    security = orch.settings.kafka_security
     # No group: reading the backlog must never join processor.<id> and take partitions from
     # a replica that is alive but slow. Offsets are read and written through the admin API.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        **security.client_kwargs(),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover")
+    admin = AIOKafkaAdminClient(
+        **security.client_kwargs(), bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover"
+    )
     producer: AIOKafkaProducer | None = None  # only when there is something to re-send
     await consumer.start()
     try:
@@ -124,7 +132,9 @@ async def reroute_backlog(
             for tp, messages in batch.items():
                 for msg in messages:
                     if producer is None:
-                        producer = await start_reliable_producer(bootstrap, f"{orch.settings.app_id}-failover")
+                        producer = await start_reliable_producer(
+                            bootstrap, f"{orch.settings.app_id}-failover", security=security
+                        )
                     pending.append(
                         await producer.send(
                             orch.settings.captured_topic,
@@ -140,8 +150,10 @@ async def reroute_backlog(
         if pending:
             await asyncio.gather(*pending)
         moved_to.update(ends)
-        watched = set(tps)
-        ends = {tp: offset for tp, offset in moved_to.items() if tp in watched}
+        # Read again: a replica that came back may have committed past what was re-sent while
+        # the re-send ran, and an outside commit of the older ends would rewind its group.
+        current = await admin.list_consumer_group_offsets(record.consumer_group, partitions=tps)
+        ends = offsets_to_commit(moved_to, _offsets(current), set(tps))
         refused = await commit_as_admin(admin, record.consumer_group, ends) if ends else ""
         if refused:
             # A group with live (or not yet expired) members refuses an outside commit; the
@@ -155,6 +167,24 @@ async def reroute_backlog(
             await producer.stop()
         await consumer.stop()
         await admin.close()
+
+
+def offsets_to_commit(
+    moved_to: dict[TopicPartition, int], committed: dict[TopicPartition, int], watched: set[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The re-sent ends still ahead of the group's committed offsets; never one at or below them.
+
+    Ends the group already passed are dropped from ``moved_to`` too: its own commits cover them,
+    and remembering them would only tempt a later attempt to commit them over newer offsets.
+    """
+    for tp in [tp for tp, offset in moved_to.items() if offset <= committed.get(tp, -1)]:
+        del moved_to[tp]
+    return {tp: offset for tp, offset in moved_to.items() if tp in watched}
+
+
+def _offsets(listed: dict[TopicPartition, OffsetAndMetadata]) -> dict[TopicPartition, int]:
+    """Committed offsets of a group from the admin API; partitions without a commit are absent."""
+    return {tp: meta.offset for tp, meta in listed.items() if meta is not None and meta.offset >= 0}
 
 
 async def commit_as_admin(admin: AIOKafkaAdminClient, group: str, offsets: dict[TopicPartition, int]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.models import ControlEvent, ProcessorRecord, ProcessorStatus
@@ -12,13 +13,42 @@ class UnknownProcessor(LookupError):
     """A heartbeat, update or status for an id that is not registered."""
 
 
+def replica_window(settings: Settings) -> timedelta:
+    """How long a replica counts as alive after its last heartbeat: as long as the id itself
+    stays healthy without one. A SIGKILLed replica never deregisters; this forgets it."""
+    return timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses)
+
+
+def live_replicas(record: ProcessorRecord | None, at: datetime, settings: Settings) -> dict[str, datetime]:
+    """The replicas of ``record`` heard from within the replica window before ``at``."""
+    if record is None:
+        return {}
+    since = at - replica_window(settings)
+    return {replica: seen for replica, seen in record.replicas.items() if seen >= since}
+
+
+def _seen(replicas: dict[str, datetime], replica: str | None, at: datetime) -> dict[str, datetime]:
+    if replica is None:
+        return replicas
+    return {**replicas, replica: max(replicas.get(replica, at), at)}
+
+
+def last_replica_leaving(record: ProcessorRecord | None, replica: str | None, at: datetime, settings: Settings) -> bool:
+    """True when ``replica`` leaving (None: the id as a whole) leaves no live replica behind."""
+    if replica is None:
+        return True
+    return not (set(live_replicas(record, at, settings)) - {replica})
+
+
 def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: Settings) -> dict[str, Any] | None:
     """The record after ``event``; None means the processor is gone from the registry.
 
     Re-registering an existing id updates it in place and keeps registered_at: a
-    restarted processor is never refused.
+    restarted processor is never refused. Events naming a replica keep the replica set up to
+    date; a replica's deregister removes the id only when no other live replica remains.
     """
     record = ProcessorRecord.model_validate(current) if current else None
+    replicas = _seen(live_replicas(record, event.at, settings), event.replica, event.at)
     if event.kind in ("register", "update"):
         if event.spec is None:
             raise ValueError(f"{event.kind} event without spec")
@@ -35,18 +65,25 @@ def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: 
             last_heartbeat=event.at,
             registered_at=record.registered_at if record else event.at,
             status_reason="registered" if event.kind == "register" else record.status_reason,  # type: ignore[union-attr]
+            replicas=replicas,
         ).model_dump(mode="json")
     if record is None:
         if event.kind == "deregister":
             return None
         raise UnknownProcessor(event.processor_id)
     if event.kind == "deregister":
-        return None
+        if last_replica_leaving(record, event.replica, event.at, settings):
+            return None
+        # Siblings still serve this id: only the leaving replica goes.
+        remaining = {r: seen for r, seen in replicas.items() if r != event.replica}
+        return record.model_copy(update={"replicas": remaining}).model_dump(mode="json")
     if event.kind == "heartbeat":
-        # A heartbeat refreshes liveness only; recovery to healthy is the health monitor's call.
-        return record.model_copy(update={"last_heartbeat": max(record.last_heartbeat, event.at)}).model_dump(
-            mode="json"
-        )
+        # A heartbeat refreshes liveness only; recovery to healthy is the health monitor's call,
+        # except from draining: only the processor says it drains, so only it says it stopped.
+        update: dict[str, Any] = {"last_heartbeat": max(record.last_heartbeat, event.at), "replicas": replicas}
+        if record.status is ProcessorStatus.DRAINING and event.status is ProcessorStatus.HEALTHY:
+            update.update(status=ProcessorStatus.HEALTHY, status_reason="healthy heartbeat after draining")
+        return record.model_copy(update=update).model_dump(mode="json")
     # kind == "status": the health monitor's verdict
     if event.status is None:
         raise ValueError("status event without status")

@@ -42,6 +42,7 @@ _TRACER = tracer("frame_buffer.router")
 HOLD_POLL_SECONDS = 0.2
 REFRESH_ON_MISS_SECONDS = 0.1
 TOO_LARGE_REASON = "too_large"
+MAX_CACHED_AFFINITIES = 100_000
 
 
 def waiting_key(camera_id: str, capability: str) -> str:
@@ -80,6 +81,7 @@ class FrameRouting:
         self._refreshed_at = float("-inf")
         self._ready_topics: dict[str, str] = {}
         self._routed_metric: dict[tuple[str, str], Any] = {}
+        self._affinities: dict[str, dict[str, str]] = {}
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
@@ -137,8 +139,23 @@ class FrameRouting:
             await asyncio.sleep(HOLD_POLL_SECONDS)
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions of the captured topic this worker lost: their next owner rebuilds the index."""
+        """Partitions of the captured topic this worker lost: their next owner rebuilds the index.
+
+        The affinity cache is dropped whole: a partition that comes back may have moved cameras
+        while it was away, and the table (recovered by then) has the truth.
+        """
         self.index.drop(partitions)
+        self._affinities.clear()
+
+    def _affinity(self, camera_id: str) -> dict[str, str]:
+        """The camera's affinity, read from the table once and then from memory: only this agent
+        writes it for the partitions it owns, and every write goes through here as well."""
+        cached = self._affinities.get(camera_id)
+        if cached is None:
+            if len(self._affinities) >= MAX_CACHED_AFFINITIES:
+                self._affinities.clear()
+            cached = self._affinities[camera_id] = self.orch.tables.affinity[camera_id]
+        return cached
 
     # --- one record ---------------------------------------------------------------------
     async def _route_record(self, event: Any, pending: PendingRecord) -> None:
@@ -149,21 +166,21 @@ class FrameRouting:
         routed_at = _routed_at()
         headers = _headers(event)
         if not envelope.is_envelope(value):
-            await self._route_frame(
-                value, event.key, f"{partition}:{message.offset}", headers, pending, event, routed_at
-            )
+            origin = f"{partition}:{message.offset}"
+            await self._route_frame(decode_frame(value), value, event.key, origin, headers, pending, event, routed_at)
         else:
             try:
-                frames = envelope.split(value)
+                raws = envelope.split(value)
             except envelope.EnvelopeError as exc:
                 self.orch.counters.captured += 1
                 await self._invalid(event.key, value, "record", str(exc), pending, event)
                 return
-            span = self._envelope_span(frames) if _tracing() else None
+            decoded = [decode_frame(raw) for raw in raws]
+            span = self._envelope_span(decoded) if _tracing() else None
             try:
-                for i, raw in enumerate(frames):
+                for i, (raw, frame) in enumerate(zip(raws, decoded, strict=True)):
                     origin = f"{partition}:{message.offset}/{i}"
-                    await self._route_frame(raw, event.key, origin, None, pending, event, routed_at)
+                    await self._route_frame(frame, raw, event.key, origin, None, pending, event, routed_at)
             finally:
                 if span is not None:
                     span.end()
@@ -171,6 +188,7 @@ class FrameRouting:
 
     async def _route_frame(
         self,
+        decoded: Frame | Invalid,
         value: bytes,
         key: Any,
         origin: str,
@@ -179,7 +197,6 @@ class FrameRouting:
         event: Any,
         routed_at: str,
     ) -> None:
-        decoded = decode_frame(value)
         if isinstance(decoded, Invalid):
             self.orch.counters.captured += 1
             await self._invalid(key, value, decoded.where, decoded.message, pending, event)
@@ -190,7 +207,7 @@ class FrameRouting:
             self.orch.counters.captured += 1
         partition: int = event.message.partition
         tp = event.message.tp
-        affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
+        affinity = self._affinity(frame.camera_id)
         decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
         if any(d.action is Action.DEAD_LETTER for d in decisions) and self._refreshed_view():
             decisions = self.router.route(frame.capabilities, frame.camera_id, frame.priority, affinity)
@@ -243,6 +260,7 @@ class FrameRouting:
         if affinity_changed:
             # Reassign, never mutate in place: only assignments reach the changelog.
             self.orch.tables.affinity[frame.camera_id] = affinity
+            self._affinities[frame.camera_id] = affinity
 
     # --- steps ------------------------------------------------------------------------------
     def _refreshed_view(self) -> bool:
@@ -372,11 +390,10 @@ class FrameRouting:
         FRAMES_SHED.labels(frame.camera_id, reason).inc()
         await (await self._dead_letter(reason, detail, frame, capability, shed=True))
 
-    def _envelope_span(self, frames: list[bytes]) -> Any:
+    def _envelope_span(self, frames: list[Frame | Invalid]) -> Any:
         """One span for an envelope, linked to each frame's trace; the frames' own contexts travel on."""
         links = []
-        for raw in frames:
-            decoded = decode_frame(raw)
+        for decoded in frames:
             if isinstance(decoded, Frame):
                 ctx = context_from_traceparent(decoded.traceparent, decoded.tracestate)
                 if ctx is not None:

@@ -11,6 +11,11 @@ The caller reports each send with `record_sent` and its time, so routing between
 samples does not herd onto the processor that looked emptiest at the last sample; a new
 sample forgets only the sends it already counts (those before its time), since a sample
 reaches the router a second or so after it was taken.
+
+A sample older than `stale_sample_seconds` (the leader stalled, or its reports stopped) says
+nothing any more about the room a processor has: this router's sends since then stop counting
+against that room (no HOLD from them), and only its sends of the last `stale_sample_seconds`
+still weigh in the choice between peers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from agents.backpressure import Level
 
 ANY_CAPABILITY = "*"
 VIRTUAL_NODES = 64
+# A sample reaches the router a view refresh or two after it was taken; five sample
+# intervals without a newer one means the sampler (the leader) has stopped, not lagged.
+STALE_AFTER_SAMPLE_INTERVALS = 5
 
 # Decision reasons (stable strings: they appear in traces, dead letters and tests).
 REASON_ONLY = "single_candidate"
@@ -127,6 +135,7 @@ class Router:
         "_rng",
         "_sends",
         "_sent",
+        "_stale",
         "_views",
         "_vnode_hashes",
         "affinity_epsilon",
@@ -134,6 +143,7 @@ class Router:
         "default_capabilities",
         "overload_floor",
         "protected_priority",
+        "stale_sample_seconds",
     )
 
     def __init__(
@@ -145,10 +155,15 @@ class Router:
         overload_floor: float = 0.5,
         critical_utilisation: float = 0.95,
         rng: random.Random | None = None,
+        stale_sample_seconds: float | None = None,
     ) -> None:
         """`overload_floor`: a camera is never moved off (or steered away from) a processor whose
         load is at or below this, however uneven the loads; moving stateful cameras costs their
-        state, which is not worth paying while the processor is far from full."""
+        state, which is not worth paying while the processor is far from full.
+        `stale_sample_seconds`: age at which a lag sample is stale (None: never)."""
+        if stale_sample_seconds is not None and stale_sample_seconds <= 0:
+            raise ValueError(f"stale_sample_seconds must be positive, got {stale_sample_seconds}")
+        self.stale_sample_seconds = stale_sample_seconds
         if affinity_epsilon < 0:
             raise ValueError(f"affinity_epsilon must be >= 0, got {affinity_epsilon}")
         self.default_capabilities: tuple[str, ...] = tuple(dict.fromkeys(default_capabilities))
@@ -162,6 +177,7 @@ class Router:
         self._views: dict[str, ProcessorView] = {}
         self._sent: dict[str, int] = {}
         self._sends: dict[str, deque[float]] = {}
+        self._stale: set[str] = set()
         self._pools: dict[str, _Pool] = {}
         self._pools_of: dict[str, tuple[_Pool, ...]] = {}
         self._any: _Pool | None = None
@@ -189,7 +205,9 @@ class Router:
             elif prev is None or prev.sampled_at != v.sampled_at:
                 while times and times[0] < v.sampled_at:
                     times.popleft()
+                self._stale.discard(pid)  # the next send judges the new sample's age
             sent[pid] = len(times)
+        self._stale &= views.keys()
         self._views = views
         self._sent = sent
         self._sends = sends
@@ -248,9 +266,18 @@ class Router:
         view = self._views.get(processor_id)
         if view is None:
             return
-        self._sent[processor_id] += 1
-        self._sends[processor_id].append(at)
-        step = 1.0 / view.capacity
+        times = self._sends[processor_id]
+        times.append(at)
+        added = 1
+        limit = self.stale_sample_seconds
+        if limit is not None and view.sampled_at is not None and at - view.sampled_at > limit:
+            # Without new samples the sends would pile up forever against the frozen lag.
+            self._stale.add(processor_id)
+            while times and times[0] < at - limit:
+                times.popleft()
+                added -= 1
+        self._sent[processor_id] += added
+        step = added / view.capacity
         for pool in self._pools_of.get(processor_id, ()):
             pool.load_sum += step
 
@@ -319,7 +346,10 @@ class Router:
 
     def _filled_since_sample(self, v: ProcessorView) -> bool:
         """The sample left room, this router's sends since then took it. (A sample that was
-        already past the line is the level's business, with its hysteresis.)"""
+        already past the line is the level's business, with its hysteresis. A stale sample
+        leaves no line to cross.)"""
+        if v.id in self._stale:
+            return False
         line = self.critical_utilisation * v.capacity
         return v.lag < line <= v.lag + self._sent[v.id]
 

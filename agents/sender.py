@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 
 from app.kafka import start_reliable_producer
+from app.kafka_security import PLAINTEXT, KafkaSecurity
 from app.partitions import PartitionCache
 
 Headers = Sequence[tuple[str, bytes]]
@@ -32,10 +33,13 @@ class RecordSender(Protocol):
 class KafkaSender:
     """The router's own producer: acks=all, a short linger so sends of one poll share requests."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> None:
+    def __init__(
+        self, bootstrap_servers: str, client_id: str, linger_ms: int = 5, *, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._linger_ms = linger_ms
+        self._security = security
         self._producer: AIOKafkaProducer | None = None
         self._partitions: PartitionCache | None = None
         self._lock = asyncio.Lock()
@@ -43,7 +47,9 @@ class KafkaSender:
     async def start(self) -> None:
         async with self._lock:
             if self._producer is None:
-                self._producer = await start_reliable_producer(self._bootstrap, self._client_id, self._linger_ms)
+                self._producer = await start_reliable_producer(
+                    self._bootstrap, self._client_id, self._linger_ms, security=self._security
+                )
                 self._partitions = PartitionCache(self._producer)
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None = None) -> asyncio.Future[Any]:

@@ -42,7 +42,7 @@ class HealthWatch:
         self.levels = LevelTracker(self.thresholds)
         self.health = HealthTracker.from_settings(s)
         self.router_level = Level.NORMAL
-        self.sampler = LagSampler(s.bootstrap_servers)
+        self.sampler = LagSampler(s.bootstrap_servers, security=s.kafka_security)
         self.failover = Failover(orch)
         self._seen_heartbeat: dict[str, str] = {}
         self._known: set[str] = set()
@@ -70,6 +70,9 @@ class HealthWatch:
         samples = await self.sampler.sample(watches)
         now = time.time()
         for pid, rec in records.items():
+            if self.health.status(pid) is ProcessorStatus.DRAINING and rec.status is not ProcessorStatus.DRAINING:
+                # The processor ended its draining itself (registry fold); judge it afresh from there.
+                self.health.forget(pid)
             # A new leader starts from the registry's verdicts, not from "all healthy".
             self.health.track(pid, rec.status, now)
             stamp = rec.last_heartbeat.isoformat()

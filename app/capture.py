@@ -27,6 +27,7 @@ from redis.typing import EncodableT, FieldT
 from app.logs import setup_logging
 from app.models import CAPABILITY_RE
 from app.settings import Settings
+from app.shutdown import exit_after
 
 log = logging.getLogger(__name__)
 
@@ -256,9 +257,14 @@ def run_capture(
 async def _capture_until_signalled(settings: Settings, config: CaptureConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        exit_after(settings.shutdown_grace_seconds, "capture")
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    redis = aioredis.from_url(settings.redis_url)
+        loop.add_signal_handler(signum, on_signal)
+    redis = settings.redis.client()
     try:
         return await capture(redis, settings.capture_stream, config, stop)
     finally:

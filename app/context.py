@@ -40,7 +40,7 @@ class Orchestrator:
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+            self._redis = self.settings.redis.client(socket_timeout=5)
         return self._redis
 
     async def close(self) -> None:

@@ -10,6 +10,34 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# Camera ids are free-form: counts keyed by them are kept for this many, the rest add up
+# under OTHER_CAMERAS, so neither memory nor the published snapshot grows without bound.
+MAX_CAMERAS = 200
+OTHER_CAMERAS = "(other)"
+
+
+class BoundedCounter(Counter[str]):
+    """A Counter of at most ``limit`` keys plus ``other``; new keys past the limit count as ``other``."""
+
+    def __init__(self, limit: int = MAX_CAMERAS, other: str = OTHER_CAMERAS) -> None:
+        super().__init__()
+        self.limit = limit
+        self.other = other
+
+    def __setitem__(self, key: str, value: int) -> None:
+        if key not in self and key != self.other and len(self) - (self.other in self) >= self.limit:
+            key, value = self.other, self[self.other] + value
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        counts: Counter[str] = Counter()
+        counts.update(*args, **kwargs)
+        for key, n in counts.items():
+            if key in self or key == self.other or len(self) - (self.other in self) < self.limit:
+                super().__setitem__(key, self[key] + n)
+            else:
+                super().__setitem__(self.other, self[self.other] + n)
+
 
 @dataclass
 class FrameCounters:
@@ -22,8 +50,11 @@ class FrameCounters:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     routed_by_processor: Counter[str] = field(default_factory=Counter)
     processed_by_processor: Counter[str] = field(default_factory=Counter)
-    shed_by_camera: Counter[str] = field(default_factory=Counter)
+    shed_by_camera: Counter[str] = field(default_factory=BoundedCounter)
     shed_by_reason: Counter[str] = field(default_factory=Counter)
+    # Dead letters processors wrote (frames routed, never processed), by reason and by processor.
+    processor_dead_lettered: Counter[str] = field(default_factory=Counter)
+    dead_lettered_by_processor: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -38,17 +69,29 @@ class FrameCounters:
             "processed_by_processor": dict(self.processed_by_processor),
             "shed_by_camera": dict(self.shed_by_camera),
             "shed_by_reason": dict(self.shed_by_reason),
+            "processor_dead_lettered": dict(self.processor_dead_lettered),
+            "dead_lettered_by_processor": dict(self.dead_lettered_by_processor),
         }
 
 
 _SCALARS = ("captured", "routed", "processed", "shed", "deduplicated", "rerouted")
-_MAPS = ("dead_lettered", "routed_by_processor", "processed_by_processor", "shed_by_camera", "shed_by_reason")
+_MAPS = (
+    "dead_lettered",
+    "routed_by_processor",
+    "processed_by_processor",
+    "shed_by_camera",
+    "shed_by_reason",
+    "processor_dead_lettered",
+    "dead_lettered_by_processor",
+)
 
 
 def sum_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """System-wide totals from every worker boot's last snapshot."""
     total: dict[str, Any] = {name: 0 for name in _SCALARS}
     maps: dict[str, Counter[str]] = {name: Counter() for name in _MAPS}
+    # Each boot keeps its own cameras; together they may name more, still a bounded set.
+    maps["shed_by_camera"] = BoundedCounter()
     for snap in snapshots:
         for name in _SCALARS:
             total[name] += int(snap.get(name, 0))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from app.devstack import DevStack, DevStackError, free_port
+from app.devstack import DevStack, DevStackError, dies_with_parent, free_port
 from app.progress import ChildStatus, Poll, ProgressView
 from app.settings import Settings
 
@@ -81,6 +82,10 @@ def dev_settings(base: Settings, kafka_url: str, redis_url: str, data_dir: Path)
         web_host="127.0.0.1",
         web_advertised_host="127.0.0.1",
     )
+    if base.api_token is None:
+        # One token per dev run, shared by its workers and processors: nothing else may write.
+        token = secrets.token_urlsafe(24)
+        values.update(api_token=token, orchestrator_token=token)
     return Settings(**values)
 
 
@@ -109,7 +114,9 @@ class Child:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv,
+                # A dev that dies any way at all (the terminal closed, SIGKILL) takes its services
+                # with it; TERM lets them stop cleanly, and each is gone within its own grace.
+                dies_with_parent(self.argv, "TERM"),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -163,8 +170,9 @@ class Child:
             return ""
 
 
-def get_json(url: str, timeout: float = 1.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def get_json(url: str, timeout: float = 1.0, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -215,6 +223,12 @@ class DevRun:
 
     def __post_init__(self) -> None:
         self.processor_ports = {kind: free_port() for kind in self.options.processors}
+
+    @property
+    def read_token(self) -> str | None:
+        """What the progress view sends when the workers' reads need API_TOKEN too."""
+        token = self.settings.api_token
+        return token.get_secret_value() if token is not None and self.settings.api_read_auth else None
 
     def urls(self) -> list[tuple[str, str]]:
         base = self.base_url
@@ -310,7 +324,7 @@ class DevRun:
 
     def _registered(self, ids: list[str]) -> bool:
         try:
-            listed = get_json(f"{self.base_url}/api/v1/processors/")
+            listed = get_json(f"{self.base_url}/api/v1/processors/", token=self.read_token)
         except (urllib.error.URLError, OSError, ValueError):
             return False
         return set(ids) <= {p.get("id") for p in listed if isinstance(p, dict)}
@@ -320,7 +334,8 @@ class DevRun:
         for i in range(self.options.workers):
             url = f"http://127.0.0.1:{self.options.web_port + i}/api/v1"
             try:
-                return Poll(get_json(f"{url}/frames/stats"), get_json(f"{url}/backpressure"))
+                token = self.read_token
+                return Poll(get_json(f"{url}/frames/stats", token=token), get_json(f"{url}/backpressure", token=token))
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 errors.append(f"worker-{i}: {exc}")
         return Poll(error="; ".join(errors))
@@ -398,6 +413,9 @@ def run_dev(settings: Settings, options: DevOptions, out: TextIO | None = None) 
         try:
             assert stack.kafka_url and stack.redis_url
             child_settings = dev_settings(settings, stack.kafka_url, stack.redis_url, log_dir / "data")
+            if settings.api_token is None and child_settings.api_token is not None:
+                # Made for this run only; the user needs it to call the REST API (curl, own processors).
+                view.note(f"API_TOKEN of this run: {child_settings.api_token.get_secret_value()}")
             run = DevRun(child_settings, options, log_dir, view, signals)
             view.urls = run.urls()
             code = 0

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.redis_connection import split_password
+
 log = logging.getLogger(__name__)
 
 
@@ -87,8 +89,8 @@ def redis_binary() -> str:
     return str(get_binary_path())
 
 
-def dies_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` made to receive SIGKILL when the process (thread) that started it dies.
+def dies_with_parent(argv: list[str], signal_name: str = "KILL") -> list[str]:
+    """``argv`` made to receive SIG``signal_name`` when the process (thread) that started it dies.
 
     stop() and the atexit hook cover every ordinary exit; this covers a pytest or `make dev`
     that is itself SIGKILLed, which would otherwise leave its broker and Redis running.
@@ -97,7 +99,7 @@ def dies_with_parent(argv: list[str]) -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None or not sys.platform.startswith("linux"):
         return argv
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return [setpriv, "--pdeathsig", signal_name, "--", *argv]
 
 
 @dataclass
@@ -160,8 +162,9 @@ class DevStack:
         else:
             docker = docker_engine_available() if docker is None else docker
             self.redis_url, self.redis_kind = self._start_redis(docker)
+        shown_redis = split_password(self.redis_url)[0]  # a given REDIS_URL may hold a password
         log.info(
-            "dev stack: kafka %s (%s), redis %s (%s)", self.kafka_url, self.kafka_kind, self.redis_url, self.redis_kind
+            "dev stack: kafka %s (%s), redis %s (%s)", self.kafka_url, self.kafka_kind, shown_redis, self.redis_kind
         )
         return self
 

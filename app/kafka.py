@@ -12,6 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from app.kafka_security import PLAINTEXT, KafkaSecurity
+
 log = logging.getLogger(__name__)
 
 _VISIBLE_POLLS = 100
@@ -19,10 +21,16 @@ _VISIBLE_POLL_SECONDS = 0.1
 
 
 def reliable_producer(
-    bootstrap_servers: str, client_id: str, linger_ms: int = 5, idempotent: bool = True
+    bootstrap_servers: str,
+    client_id: str,
+    linger_ms: int = 5,
+    idempotent: bool = True,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AIOKafkaProducer:
     """acks=all and idempotence: a record acknowledged is a record kept, and retries do not duplicate."""
     return AIOKafkaProducer(
+        **security.client_kwargs(),
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         acks="all",
@@ -33,7 +41,9 @@ def reliable_producer(
     )
 
 
-async def start_reliable_producer(bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
+async def start_reliable_producer(
+    bootstrap_servers: str, client_id: str, linger_ms: int = 5, *, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaProducer:
     """A started reliable producer, idempotent where the broker grants producer ids.
 
     Some Kafka-compatible brokers (the embedded Tansu among them) answer InitProducerId with an
@@ -41,7 +51,7 @@ async def start_reliable_producer(bootstrap_servers: str, client_id: str, linger
     (aiokafka keeps one batch in flight per partition); a retried batch may be duplicated, which
     at-least-once delivery allows anyway. Connection failures are raised for the caller to retry.
     """
-    producer = reliable_producer(bootstrap_servers, client_id, linger_ms)
+    producer = reliable_producer(bootstrap_servers, client_id, linger_ms, security=security)
     try:
         await producer.start()
         return producer
@@ -51,7 +61,7 @@ async def start_reliable_producer(bootstrap_servers: str, client_id: str, linger
     except KafkaError as exc:
         await producer.stop()
         log.warning("broker refused an idempotent producer (%r); %s uses acks=all without idempotence", exc, client_id)
-    producer = reliable_producer(bootstrap_servers, client_id, linger_ms, idempotent=False)
+    producer = reliable_producer(bootstrap_servers, client_id, linger_ms, idempotent=False, security=security)
     try:
         await producer.start()
     except BaseException:
@@ -60,7 +70,13 @@ async def start_reliable_producer(bootstrap_servers: str, client_id: str, linger
     return producer
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int]], replication_factor: int = 1) -> None:
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[tuple[str, int]],
+    replication_factor: int = 1,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:
     """Create topics that are missing; existing ones are left as they are.
 
     CreateTopics reports failures per topic in its response instead of raising, so each
@@ -77,7 +93,9 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[tuple[str, int]
         reraise=True,
     ):
         with attempt:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15_000)
+            admin = AIOKafkaAdminClient(
+                **security.client_kwargs(), bootstrap_servers=bootstrap_servers, request_timeout_ms=15_000
+            )
             await admin.start()
             try:
                 existing = set(await admin.list_topics())

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from app.kafka_security import PLAINTEXT, KafkaSecurity
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,16 @@ class LagSampler:
     Starts lazily on the first sample; ``close()`` releases the connections.
     """
 
-    def __init__(self, bootstrap_servers: str, fetch_timeout: float = 2.0, client_id: str = "lag-sampler") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        fetch_timeout: float = 2.0,
+        client_id: str = "lag-sampler",
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = security
         self._fetch_timeout = fetch_timeout
         self._client_id = client_id
         self._consumer: AIOKafkaConsumer | None = None
@@ -120,6 +129,7 @@ class LagSampler:
         if self._consumer is not None:
             return
         consumer = AIOKafkaConsumer(
+            **self._security.client_kwargs(),
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             group_id=None,
@@ -134,7 +144,10 @@ class LagSampler:
         )
         # Short requests: a sample is taken every second or so, a late answer is worthless.
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=self._client_id, request_timeout_ms=5000
+            **self._security.client_kwargs(),
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=5000,
         )
         await consumer.start()
         try:

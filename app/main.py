@@ -18,17 +18,19 @@ from aiohttp.web import Response
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from agents.count_results import register_count_results
+from agents.count_results import register_count_dead_letters, register_count_results
 from agents.folds import register_folds
 from agents.route_frames import FrameRouting
-from agents.routing import Router
+from agents.routing import STALE_AFTER_SAMPLE_INTERVALS, Router
 from agents.sender import KafkaSender, RecordSender
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.context import Orchestrator, Tables
 from app.kafka import ensure_topics
 from app.logs import setup_logging
+from app.readiness import register_health_views
 from app.settings import Settings, load_settings
+from app.shutdown import exit_after
 from app.telemetry import setup_tracing
 from app.topics import define_topics
 from app.transport import app_with_fetch_wait
@@ -36,6 +38,7 @@ from app.web import register_web
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
 from tables.load import define_load
+from tables.recovery import ResettingTableManager
 from tables.registry import define_registry
 from tables.waiting import define_waiting
 from tables.worker_stats import define_worker_stats
@@ -49,6 +52,7 @@ def faust_app(settings: Settings) -> faust.App:
     return app_class(
         settings.app_id,
         broker=settings.kafka_broker,
+        broker_credentials=settings.kafka_security.faust_credentials(),
         store=settings.store,
         datadir=settings.data_dir,
         web_enabled=True,
@@ -69,6 +73,8 @@ def faust_app(settings: Settings) -> faust.App:
         # Tansu reports a changelog's end too low (ListOffsets), which this check takes for
         # lost data; the dev stack and the tests turn it off there.
         recovery_consistency_check=settings.recovery_consistency_check,
+        # A checkpoint past its changelog's end restores the partition instead of crashing.
+        TableManager=ResettingTableManager,
         web_graph_enabled=False,
     )
 
@@ -108,6 +114,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         affinity_epsilon=settings.affinity_epsilon,
         protected_priority=settings.protected_priority,
         critical_utilisation=settings.bp_critical,
+        stale_sample_seconds=STALE_AFTER_SAMPLE_INTERVALS * settings.lag_sample_interval,
     )
     routing = FrameRouting(orch, router, sender or _kafka_sender(settings), lambda: refresh_view(orch, router))
 
@@ -129,9 +136,11 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
 
     register_folds(orch)
     register_count_results(orch)
+    register_count_dead_letters(orch)
     register_worker_timers(orch, router)
     register_watch_health(orch, router)
     register_web(orch)
+    register_health_views(orch, route_frames, settings.routing_stuck_seconds)
     _register_dashboard(app)
     if prometheus:
         from faust.sensors.prometheus import setup_prometheus_sensors
@@ -150,7 +159,12 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
 
 
 def _kafka_sender(settings: Settings) -> KafkaSender:
-    return KafkaSender(settings.bootstrap_servers, f"{settings.app_id}-router", settings.router_linger_ms)
+    return KafkaSender(
+        settings.bootstrap_servers,
+        f"{settings.app_id}-router",
+        settings.router_linger_ms,
+        security=settings.kafka_security,
+    )
 
 
 def _register_metrics_page(app: faust.App) -> None:
@@ -191,13 +205,39 @@ def required_topics(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+class GracefulWorker(faust.Worker):
+    """A Faust worker that is gone within ``shutdown_grace`` seconds of SIGTERM/SIGINT.
+
+    Faust's own stop waits on the broker (commits, leaving the group, flushing), for ever
+    when the broker is gone; mode dispatches both signals to these two handlers.
+    """
+
+    shutdown_grace = 8.0
+
+    def _on_sigterm(self) -> None:
+        exit_after(self.shutdown_grace, "worker")
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        exit_after(self.shutdown_grace, "worker")
+        super()._on_sigint()
+
+
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker until SIGTERM/SIGINT; blocking."""
     setup_logging(settings.log_level)
-    asyncio.run(ensure_topics(settings.bootstrap_servers, required_topics(settings), settings.topic_replication_factor))
+    asyncio.run(
+        ensure_topics(
+            settings.bootstrap_servers,
+            required_topics(settings),
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
+        )
+    )
     setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings, prometheus=settings.faust_prometheus)
-    worker = faust.Worker(worker_app.app, loglevel=settings.log_level)
+    worker = GracefulWorker(worker_app.app, loglevel=settings.log_level)
+    worker.shutdown_grace = settings.shutdown_grace_seconds
     # At WARN and above Faust adds a terminal spinner that spins on every log record, and to feed
     # it lowers the root logger to DEBUG: every debug() call in Faust and aiokafka then builds a
     # record (several per frame), only for the spinner to drop it. We have no terminal to spin.

@@ -7,7 +7,11 @@ own port, so two workers on one host never clash: the port is per process, not p
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from app.counters import MAX_CAMERAS, OTHER_CAMERAS
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -25,8 +29,29 @@ FRAMES_DROPPED = Counter(
     "Frames not delivered to any processor, by reason; each also went to the dead-letter topic (v1)",
     ["reason"],
 )
-FRAMES_SHED = Counter(
-    "frame_buffer_frames_shed_total", "Frames shed under saturation, by camera and reason", ["camera_id", "reason"]
+
+
+class CameraBoundedCounter(Counter):
+    """A Counter labelled by camera_id first: past MAX_CAMERAS distinct cameras, new ones share
+    one OTHER_CAMERAS series. Camera ids are free-form; each would be a series for ever."""
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        camera = labelvalues[0] if labelvalues else labelkwargs.get("camera_id")
+        seen: set[str] = self.__dict__.setdefault("_cameras", set())
+        if camera is not None and camera not in seen:
+            if len(seen) >= MAX_CAMERAS:
+                camera = OTHER_CAMERAS
+            else:
+                seen.add(str(camera))
+        if labelvalues:
+            return super().labels(camera, *labelvalues[1:])
+        return super().labels(**{**labelkwargs, "camera_id": camera})
+
+
+FRAMES_SHED = CameraBoundedCounter(
+    "frame_buffer_frames_shed_total",
+    "Frames shed under saturation, by camera (the first 200; later ones as (other)) and reason",
+    ["camera_id", "reason"],
 )
 FRAMES_DEDUPED = Counter(
     "frame_buffer_frames_deduplicated_total", "Re-delivered (frame_id, capability) pairs dropped as duplicates"
@@ -61,6 +86,10 @@ BRIDGE_BATCH_SECONDS = Histogram(
 )
 STREAM_BACKLOG = Gauge(
     "frame_buffer_stream_backlog", "Capture stream entries not yet read by the bridge group (XINFO GROUPS lag)"
+)
+STREAM_TRIMMED_UNREAD = Counter(
+    "frame_buffer_stream_trimmed_unread",
+    "Capture stream entries trimmed (MAXLEN) before any bridge read them, counted by this bridge",
 )
 STREAM_PENDING = Gauge("frame_buffer_stream_pending", "Capture stream entries read but not yet acknowledged (XPENDING)")
 BRIDGE_THROTTLE = Gauge("frame_buffer_bridge_throttle", "0 running, 1 slowed, 2 paused by orchestrator backpressure")

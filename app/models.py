@@ -6,6 +6,7 @@ processors write FrameResult, everyone may write DeadLetter. Add fields, never r
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,6 +18,14 @@ PROCESSOR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # A Redis stream key a processor reads its frames from (detektr's ``frames:ready:<id>``).
 QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")
 CAPABILITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+# Bounds of what one registration may ask the registry (a GlobalTable on every worker) to hold.
+MAX_CAPABILITIES = 64
+METADATA_MAX_BYTES = 16 * 1024
+METADATA_MAX_DEPTH = 8
+
+
+# DeadLetter.source of the letters processors (the SDK) write.
+PROCESSOR_SOURCE = "processor"
 
 
 def utcnow() -> datetime:
@@ -94,6 +103,9 @@ class DeadLetter(BaseModel):
     processor_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=utcnow)
+    # Who wrote it: "processor" for the SDK's (the workers count those; their own they count
+    # as they write them). None from writers that predate the field.
+    source: str | None = Field(default=None, max_length=64)
 
 
 class ProcessorStatus(StrEnum):
@@ -110,7 +122,7 @@ class ProcessorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=PROCESSOR_ID_RE.pattern)
-    capabilities: list[str] = Field(min_length=1)
+    capabilities: list[str] = Field(min_length=1, max_length=MAX_CAPABILITIES)
     capacity: int = Field(100, ge=1, le=10_000_000)
     stateful: bool = False
     partitions: int | None = Field(None, ge=1, le=1024)
@@ -127,6 +139,35 @@ class ProcessorSpec(BaseModel):
                 raise ValueError(f"invalid capability name {cap!r}")
         return sorted(set(value))
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > METADATA_MAX_DEPTH:
+            raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels")
+        try:
+            size = len(json.dumps(value, separators=(",", ":")).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON: {exc}") from None
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"{size} bytes as JSON; at most {METADATA_MAX_BYTES}")
+        return value
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of containers, counted without recursion (a hostile body may be deep);
+    past METADATA_MAX_DEPTH it stops counting and returns METADATA_MAX_DEPTH + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list | tuple) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > METADATA_MAX_DEPTH:
+            return depth  # deep enough to refuse; no need to walk the rest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
 
 class ProcessorRecord(ProcessorSpec):
     """A processor as the registry holds it."""
@@ -140,6 +181,9 @@ class ProcessorRecord(ProcessorSpec):
     last_heartbeat: datetime
     registered_at: datetime
     status_reason: str = ""
+    # Replicas share the id (and its topic and group): replica id -> its last register or
+    # heartbeat. The id leaves the registry only when the last live replica deregisters.
+    replicas: dict[str, datetime] = Field(default_factory=dict)
 
 
 class ControlEvent(BaseModel):
@@ -151,3 +195,5 @@ class ControlEvent(BaseModel):
     spec: ProcessorSpec | None = None
     status: ProcessorStatus | None = None
     reason: str = ""
+    # Which replica of the processor sent it (SDK processes); None: the id as a whole.
+    replica: str | None = Field(default=None, max_length=256)

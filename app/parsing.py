@@ -91,7 +91,21 @@ class _Invalid(Exception):
 
 
 def _decode(fields: Mapping[Any, Any]) -> tuple[dict[str, str], _Invalid | None]:
-    """One pass over the entry: strict UTF-8 where possible, the first offending field remembered."""
+    """The entry as text, URLs redacted; the first field that is not UTF-8 is remembered."""
+    try:
+        # The common entry, all UTF-8 bytes, in one comprehension; anything else takes the slow path.
+        out = {k.decode(): v.decode() for k, v in fields.items()}
+    except (UnicodeDecodeError, AttributeError):
+        return _decode_slow(fields)
+    if any("/" in k for k in out):
+        return _decode_slow(fields)
+    for k, v in out.items():
+        if "/" in v:  # the membership test spares the call for the many values that hold no URL
+            out[k] = redact_text(v)
+    return out, None
+
+
+def _decode_slow(fields: Mapping[Any, Any]) -> tuple[dict[str, str], _Invalid | None]:
     out: dict[str, str] = {}
     problem: _Invalid | None = None
     for key, value in fields.items():

@@ -7,8 +7,9 @@ rates here. Rendering is separate from polling so both views show the same numbe
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -177,18 +178,38 @@ class ProgressView:
         self.last_stats: Mapping[str, Any] | None = None
         self._console = Console(file=out) if live else None
         self._live: Live | None = None
+        # The terminal closed under us (SIGHUP, EIO): stop writing, so the stop that follows
+        # still reaches every child instead of dying on the first line it reports.
+        self.lost = False
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, ValueError):  # ValueError: a closed file object
+            self.lost = True
+            self._live = None
 
     def note(self, text: str) -> None:
         """A line of its own (startup steps, shutdown steps), above the live table if one is shown."""
-        if self._console is not None:
-            self._console.print(text, highlight=False)
-        else:
-            print(text, file=self.out, flush=True)
+        if self.lost:
+            return
+        with self._writing():
+            if self._console is not None:
+                self._console.print(text, highlight=False)
+            else:
+                print(text, file=self.out, flush=True)
 
     def update(self, now: float, elapsed: float, poll: Poll, children: Sequence[ChildStatus]) -> None:
         if poll.stats is not None:
             self.rates.add(now, poll.stats)
             self.last_stats = poll.stats
+        if self.lost:
+            return
+        with self._writing():
+            self._show(elapsed, poll, children)
+
+    def _show(self, elapsed: float, poll: Poll, children: Sequence[ChildStatus]) -> None:
         if self._console is None:
             print(plain_line(elapsed, poll, self.rates), file=self.out, flush=True)
             return
@@ -200,9 +221,10 @@ class ProgressView:
 
     def freeze(self) -> None:
         """Leave the last table on screen and print plainly from here on (shutdown steps)."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        if self._live is not None and not self.lost:
+            with self._writing():
+                self._live.stop()
+        self._live = None
 
     def close(self) -> None:
         self.freeze()

@@ -30,8 +30,13 @@ def setup_tracing(
     sampling_ratio: float = 1.0,
     extra_processors: Iterable[SpanProcessor] = (),
 ) -> TracerProvider:
-    """Install the SDK provider once per process. Exports over OTLP/HTTP when an endpoint is given."""
+    """Install the SDK provider once per process. Exports over OTLP/HTTP when an endpoint is given.
+
+    With nothing to export to, the provider is not installed: the API's no-op tracer stays, and the
+    hot paths (which ask whether an SDK provider is installed) make no spans at all.
+    """
     global _configured
+    extra_processors = list(extra_processors)
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(sampling_ratio)),
@@ -45,7 +50,7 @@ def setup_tracing(
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     for processor in extra_processors:
         provider.add_span_processor(processor)
-    if not _configured:
+    if not _configured and (otlp_endpoint or extra_processors):
         trace.set_tracer_provider(provider)
         _configured = True
     return provider

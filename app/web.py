@@ -12,19 +12,25 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from faust import web
 from pydantic import ValidationError
 
+from agents.registry_fold import last_replica_leaving
+from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
 from app.context import Orchestrator
 from app.counters import sum_snapshots
 from app.kafka import ensure_topics
-from app.models import ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus
+from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
+from app.names import find_collision
+from bridge.names import bridge_states
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0
-BRIDGE_KEY_SCAN = 100
+# Below the SDK's 10 s request timeout, so a slow fold never fails the draining heartbeat.
+DRAINING_WAIT_SECONDS = 5.0
+HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
 
 class BodyError(Exception):
@@ -42,9 +48,27 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(await request.read() or b"null")
     except ValueError as exc:
         raise BodyError([{"field": "body", "message": f"not valid JSON: {exc}"}]) from None
+    except RecursionError:
+        raise BodyError([{"field": "body", "message": "JSON nested too deeply"}]) from None
     if not isinstance(body, dict):
         raise BodyError([{"field": "body", "message": "expected a JSON object"}])
     return body
+
+
+def same_spec(spec: ProcessorSpec, record: dict[str, Any]) -> bool:
+    """Whether registering ``spec`` again would leave ``record``'s spec as it is."""
+    # Compared as stored (JSON), not re-validated: a record from before a bound was added must not fail here.
+    wanted = spec.model_dump(mode="json", exclude={"partitions"})
+    unchanged = all(record.get(name) == value for name, value in wanted.items())
+    return unchanged and spec.partitions in (None, record.get("partitions"))
+
+
+def replica_of(request: web.Request) -> str | None:
+    """The ``?replica=`` of a register or deregister: which replica of the id is speaking."""
+    replica = request.query.get("replica") or None
+    if replica is not None and len(replica) > 256:
+        raise BodyError([{"field": "replica", "message": "at most 256 characters"}])
+    return replica
 
 
 def processor_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -60,11 +84,17 @@ def register_web(orch: Orchestrator) -> None:
         (prefix, bp) for prefix, bp in app.web.blueprints._enabled if "production_index" not in str(bp)
     ]
 
+    policy = AccessPolicy.from_settings(settings)
+    # The aiohttp driver's own application: Faust has no hook for middlewares.
+    cast(Any, app.web).web_app.middlewares.append(access_middleware(policy))
+    if settings.api_token is None:
+        log.warning("API_TOKEN is not set: the REST API takes writes from loopback clients only")
+
     async def publish(event: ControlEvent) -> None:
         await topics.control.send(key=event.processor_id.encode(), value=event.model_dump_json().encode())
 
-    async def wait_registry(pid: str, done: Any) -> dict[str, Any] | None:
-        deadline = time.monotonic() + READ_YOUR_WRITE_SECONDS
+    async def wait_registry(pid: str, done: Any, within: float = READ_YOUR_WRITE_SECONDS) -> dict[str, Any] | None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             current = tables.registry.get(pid)
             if done(current):
@@ -83,18 +113,35 @@ def register_web(orch: Orchestrator) -> None:
                 if body["id"] != path_id:
                     raise BodyError([{"field": "id", "message": "must match the id in the path"}])
             spec = ProcessorSpec.model_validate(body)
+            replica = replica_of(request)
         except BodyError as exc:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
             return unprocessable(view, validation_errors(exc))
+        if spec.partitions is not None and spec.partitions > settings.processor_max_partitions:
+            message = f"at most {settings.processor_max_partitions} (PROCESSOR_MAX_PARTITIONS)"
+            return unprocessable(view, [{"field": "partitions", "message": message}])
         existing = tables.registry.get(spec.id)
         if kind == "update" and existing is None:
             return view.json({"detail": f"processor {spec.id!r} is not registered"}, status=404)
+        if kind == "register" and existing is not None:
+            restart = existing.get("status") != ProcessorStatus.HEALTHY.value or same_spec(spec, existing)
+            refusal = admin_refusal(policy, request_role(request), own_move=restart)
+            if refusal is not None:
+                return view.json({"detail": refusal.detail}, status=refusal.status)
+        topic = settings.ready_topic(spec.id)
+        clash = find_collision(topic, {pid: r["topic"] for pid, r in tables.registry.items() if r and pid != spec.id})
+        if clash is not None:
+            detail = f"topic {topic!r} collides with processor {clash!r}'s ('.' and '_' are one to Kafka)"
+            return view.json({"detail": detail, "errors": [{"field": "id", "message": detail}]}, status=409)
         partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
         await ensure_topics(
-            settings.bootstrap_servers, [(settings.ready_topic(spec.id), partitions)], settings.topic_replication_factor
+            settings.bootstrap_servers,
+            [(topic, partitions)],
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
         )
-        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec)  # type: ignore[arg-type]
+        event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec, replica=replica)  # type: ignore[arg-type]
         await publish(event)
         stamp = event.at
         record = await wait_registry(
@@ -119,22 +166,38 @@ def register_web(orch: Orchestrator) -> None:
                 return unprocessable(self, exc.errors)
             pid = body.get("processor_id")
             status = body.get("status", "healthy")
+            replica = body.get("replica")
             errors = []
-            if not isinstance(pid, str) or not pid:
-                errors.append({"field": "processor_id", "message": "required string"})
-            if status not in {s.value for s in ProcessorStatus}:
-                errors.append({"field": "status", "message": f"one of {[s.value for s in ProcessorStatus]}"})
+            if not isinstance(pid, str) or not PROCESSOR_ID_RE.match(pid):
+                errors.append({"field": "processor_id", "message": "required: a registered processor id"})
+            if replica is not None and (not isinstance(replica, str) or not 0 < len(replica) <= 256):
+                errors.append({"field": "replica", "message": "string of 1-256 characters"})
+            # The other statuses are the health monitor's verdicts, never a processor's claim.
+            if status not in HEARTBEAT_STATUSES:
+                errors.append({"field": "status", "message": f"one of {sorted(HEARTBEAT_STATUSES)}"})
             if errors or not isinstance(pid, str):
                 return unprocessable(self, errors)
-            if tables.registry.get(pid) is None:
+            current = tables.registry.get(pid)
+            if current is None:
                 return self.json({"detail": f"processor {pid!r} is not registered"}, status=404)
-            if status == ProcessorStatus.DRAINING.value:
+            record = ProcessorRecord.model_validate(current)
+            # One replica draining while siblings carry on must not stop routing to the id.
+            draining = status == ProcessorStatus.DRAINING.value and last_replica_leaving(
+                record, replica, utcnow(), settings
+            )
+            if draining:
                 await publish(
                     ControlEvent(
                         kind="status", processor_id=pid, status=ProcessorStatus.DRAINING, reason="processor draining"
                     )
                 )
-            await publish(ControlEvent(kind="heartbeat", processor_id=pid))
+            await publish(
+                ControlEvent(kind="heartbeat", processor_id=pid, status=ProcessorStatus(status), replica=replica)
+            )
+            if draining:
+                # The SDK deregisters right after this answer; with ADMIN_TOKEN set its DELETE is
+                # allowed only once the registry shows it draining.
+                await wait_registry(pid, lambda r: r is None or r.get("status") == status, DRAINING_WAIT_SECONDS)
             return self.json({"processor_id": pid, "accepted": True})
 
     @app.page("/api/v1/processors/search/")
@@ -162,13 +225,27 @@ def register_web(orch: Orchestrator) -> None:
             return self.json(processor_json(record))
 
         async def put(self, request: web.Request, processor_id: str) -> web.Response:
+            refusal = admin_refusal(policy, request_role(request))
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
             return await upsert(self, request, "update", processor_id)
 
         async def delete(self, request: web.Request, processor_id: str) -> web.Response:
-            if tables.registry.get(processor_id) is None:
+            record = tables.registry.get(processor_id)
+            leaving = record is not None and record.get("status") == ProcessorStatus.DRAINING.value
+            refusal = admin_refusal(policy, request_role(request), own_move=leaving)
+            if refusal is not None:
+                return self.json({"detail": refusal.detail}, status=refusal.status)
+            if record is None:
                 return self.json({"detail": f"processor {processor_id!r} is not registered"}, status=404)
-            await publish(ControlEvent(kind="deregister", processor_id=processor_id))
-            await wait_registry(processor_id, lambda r: r is None)
+            try:
+                replica = replica_of(request)
+            except BodyError as exc:
+                return unprocessable(self, exc.errors)
+            await publish(ControlEvent(kind="deregister", processor_id=processor_id, replica=replica))
+            await wait_registry(
+                processor_id, lambda r: r is None or (replica is not None and replica not in r.get("replicas", {}))
+            )
             return self.bytes(b"", status=204)
 
     @app.page("/api/v1/frames/stats")
@@ -195,12 +272,6 @@ def register_web(orch: Orchestrator) -> None:
                 }
             )
 
-    @app.page("/health")
-    class Health(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            report = await readiness(orch)
-            return self.json(report, status=200 if report["ready"] else 503)
-
 
 def frame_stats(orch: Orchestrator) -> dict[str, Any]:
     totals = sum_snapshots([s for s in orch.tables.worker_stats.values() if s])
@@ -208,8 +279,13 @@ def frame_stats(orch: Orchestrator) -> dict[str, Any]:
         pid: {
             "routed": totals["routed_by_processor"].get(pid, 0),
             "processed": totals["processed_by_processor"].get(pid, 0),
+            "dead_lettered": totals["dead_lettered_by_processor"].get(pid, 0),
         }
-        for pid in sorted(set(totals["routed_by_processor"]) | set(totals["processed_by_processor"]))
+        for pid in sorted(
+            set(totals["routed_by_processor"])
+            | set(totals["processed_by_processor"])
+            | set(totals["dead_lettered_by_processor"])
+        )
     }
     return {**totals, "processors": processors, "at": datetime.now(UTC).isoformat()}
 
@@ -242,10 +318,7 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
         if raw_router:
             data = json.loads(raw_router)
             router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}
-        keys = [k async for k in orch.redis.scan_iter(match=f"{settings.app_id}:bridge:*", count=BRIDGE_KEY_SCAN)]
-        for value in await orch.redis.mget(keys) if keys else []:
-            if value:
-                bridges.append(json.loads(value))
+        bridges = await bridge_states(orch.redis, settings.app_id)
     except Exception as exc:  # the report still answers without Redis, saying so
         router["error"] = f"redis unavailable: {exc}"
     return {
@@ -262,22 +335,3 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
             "protected_priority": settings.protected_priority,
         },
     }
-
-
-async def readiness(orch: Orchestrator) -> dict[str, Any]:
-    app = orch.app
-    checks: dict[str, Any] = {}
-    try:
-        checks["redis"] = bool(await asyncio.wait_for(orch.redis.ping(), timeout=2))
-    except Exception as exc:
-        checks["redis"] = False
-        checks["redis_error"] = str(exc)
-    consumer = app.consumer if app.started else None
-    assignment = consumer.assignment() if consumer is not None else set()
-    checks["kafka"] = bool(app.started and app.producer is not None and app.producer.started)
-    checks["partitions_assigned"] = len(assignment)
-    recovery = getattr(app.tables, "recovery", None)
-    checks["recovered"] = bool(app.started and recovery is not None and recovery.completed.is_set())
-    checks["ready"] = bool(checks["redis"] and checks["kafka"] and checks["recovered"] and assignment)
-    checks["boot_id"] = orch.boot_id
-    return checks

@@ -161,7 +161,7 @@ class OurPipeline(System):
         )
         for _ in range(10):
             async with self.http.post(
-                f"{self.base_urls[0]}/api/v1/processors/register", data=spec.model_dump_json()
+                f"{self.base_urls[0]}/api/v1/processors/register", json=spec.model_dump(mode="json")
             ) as resp:
                 if resp.status in (200, 201):
                     return

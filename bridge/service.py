@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import start_http_server
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,10 +35,19 @@ from app.logs import setup_logging
 from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
+from app.shutdown import exit_after
 from app.telemetry import context_from_traceparent, headers_for, setup_tracing, traceparent_of
 from app.telemetry import tracer as get_tracer
-from bridge import letters
-from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
+from bridge import letters, poison, trim
+from bridge.names import (
+    STATE_TTL_SECONDS,
+    backpressure_key,
+    bridge_state_key,
+    bridges_key,
+    default_consumer_name,
+    trim_gap_prefix,
+    trimmed_unread_key,
+)
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
 from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
@@ -47,7 +57,6 @@ log = logging.getLogger(__name__)
 SERVICE = "bridge"
 BACKPRESSURE_REFRESH_SECONDS = 0.5
 REPORT_INTERVAL_SECONDS = 1.0
-STATE_TTL_SECONDS = 10
 STARTUP_TIMEOUT_SECONDS = 60.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
@@ -87,7 +96,7 @@ class _Ready:
     frame: FrameEvent
     value: bytes
     raw: dict[str, str]
-    span: Span
+    span: Span | None
     headers: list[tuple[str, bytes]]
 
 
@@ -107,9 +116,7 @@ class Bridge:
         self.redis: aioredis.Redis = (
             redis
             if redis is not None
-            else aioredis.from_url(
-                settings.redis_url, socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS
-            )
+            else settings.redis.client(socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
         )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
@@ -127,6 +134,7 @@ class Bridge:
         self._serving = False
         self._served = asyncio.Event()
         self._released = False
+        self._reads = poison.ReadCounts()
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -154,8 +162,11 @@ class Bridge:
                     s.bootstrap_servers,
                     [(s.captured_topic, s.captured_partitions), (s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
                     s.topic_replication_factor,
+                    security=s.kafka_security,
                 )
-                self._producer = await start_reliable_producer(s.bootstrap_servers, f"bridge-{self.consumer}")
+                self._producer = await start_reliable_producer(
+                    s.bootstrap_servers, f"bridge-{self.consumer}", security=s.kafka_security
+                )
         assert self._producer is not None
         self._sink = KafkaSink(self._producer, s.captured_topic, s.dead_letter_topic)
         log.info(
@@ -194,6 +205,7 @@ class Bridge:
             await self._producer.stop()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.delete(bridge_state_key(self.settings.app_id, self.consumer))
+            await self.redis.zrem(bridges_key(self.settings.app_id), self.consumer)
         if self._owns_redis:
             await self.redis.aclose()
         log.info(
@@ -238,6 +250,7 @@ class Bridge:
             self._next_claim = time.monotonic() + self.settings.bridge_claim_interval
             if self._stop.is_set():
                 return
+        await self._count_trimmed_unread()
         entries = await self.source.read_new(action.batch_size, self.settings.bridge_block_ms)
         if entries:
             await self._mirror(entries)
@@ -263,7 +276,7 @@ class Bridge:
             entries = await self.source.read_own_pending(after, action.batch_size)
             if not entries:
                 break
-            await self._mirror(entries)
+            await self._mirror(entries, await self._delivery_counts(entries))
             after = entries[-1].stream_id
         cursor = CLAIM_START
         while not self._stop.is_set():
@@ -272,9 +285,30 @@ class Bridge:
             )
             if entries:
                 log.info("bridge %s: claimed %d idle pending entries", self.consumer, len(entries))
-                await self._mirror(entries)
+                await self._mirror(entries, await self._delivery_counts(entries))
             if cursor == CLAIM_START:
                 break
+
+    async def _count_trimmed_unread(self) -> None:
+        """Before reading on: entries MAXLEN trimmed ahead of the group are counted, not skipped silently."""
+        s = self.settings
+        gap = await trim.count_gap(self.redis, s.capture_stream, s.capture_group, trim_gap_prefix(s.app_id))
+        if not gap:
+            return
+        total = await self.redis.incrby(trimmed_unread_key(s.app_id), gap)
+        metrics.STREAM_TRIMMED_UNREAD.inc(gap)
+        log.warning(
+            "bridge %s: %d capture entries were trimmed (MAXLEN) before any bridge read them (%d in all)",
+            self.consumer,
+            gap,
+            total,
+        )
+
+    async def _delivery_counts(self, entries: list[Entry]) -> dict[str, int]:
+        ids = [e.stream_id for e in entries]
+        return await poison.delivery_counts(
+            self.redis, self.settings.capture_stream, self.settings.capture_group, self.consumer, ids
+        )
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -282,21 +316,28 @@ class Bridge:
                 await self._stop.wait()
 
     # --- one batch -----------------------------------------------------------------------
-    async def _mirror(self, entries: list[Entry]) -> None:
+    async def _mirror(self, entries: list[Entry], deliveries: dict[str, int] | None = None) -> None:
         """Send one read's entries and acknowledge those Kafka took.
 
         The frames of one partition travel together as envelopes (one record, many frames, in
         stream order), so a busy stream costs the router one record per read and partition
         instead of one per frame. Entries are acknowledged per record, after its delivery report.
+        ``deliveries``: how often each entry was delivered before (re-reads of pending ones).
         """
         # Timed from the read's reply: the BLOCK wait of an idle stream is not batch work.
         started = time.perf_counter()
         flights: list[_InFlight] = []
         send_error: BaseException | None = None
         by_partition: dict[int, list[_Ready]] = {}
+        traced = self._traced()
+        limit = self.settings.bridge_max_deliveries
         try:
             for entry in entries:
-                prepared = self._prepare(entry)
+                ours = self._reads.see(entry.stream_id)
+                if deliveries and poison.is_poison(poison.elsewhere(deliveries.get(entry.stream_id, 1), ours), limit):
+                    flights.append(await self._dead_letter(poison.poison_letter(entry, limit)))
+                    continue
+                prepared = self._prepare(entry, traced)
                 if isinstance(prepared, DeadLetter):
                     flights.append(await self._dead_letter(prepared))
                 else:
@@ -311,6 +352,7 @@ class Bridge:
             # partition's later records are never queued after a failed one, so order holds.
             send_error = exc
         results = await _deliveries(flights, DELIVERY_TIMEOUT_SECONDS)
+        await self._dead_letter_refused(entries, flights, results)
         delivered: list[str] = []
         failures: list[BaseException] = []
         mirrored = 0
@@ -324,7 +366,7 @@ class Bridge:
                 if flight.reason is None:
                     mirrored += len(flight.stream_ids)
                 else:
-                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc()
+                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc(len(flight.stream_ids))
             for span in flight.spans:
                 span.end()
         dead = len(delivered) - mirrored
@@ -333,6 +375,7 @@ class Bridge:
         metrics.BRIDGE_FRAMES.labels("mirrored").inc(mirrored)
         metrics.BRIDGE_FRAMES.labels("dead_lettered").inc(dead)
         await self.source.ack(delivered)
+        self._reads.forget(delivered)
         metrics.BRIDGE_BATCH_SECONDS.observe(time.perf_counter() - started)
         if send_error is not None or failures:
             first = send_error or failures[0]
@@ -340,7 +383,41 @@ class Bridge:
                 f"{len(entries) - len(delivered)} of {len(entries)} entries not delivered ({first!r})"
             )
 
-    def _prepare(self, entry: Entry) -> _Ready | DeadLetter:
+    async def _dead_letter_refused(self, entries: list[Entry], flights: list[_InFlight], results: list[Any]) -> None:
+        """Records Kafka refused for good are replaced, in place, by the dead letters of their entries.
+
+        An envelope refused for good (a topic the bridge may not write, or a broker whose record
+        limit is below the envelope cap) dead-letters each of its entries: retrying it would
+        wedge the stream behind it.
+        """
+        refused = [
+            i
+            for i, (flight, result) in enumerate(zip(flights, results, strict=True))
+            if flight.reason is None and isinstance(result, BaseException) and poison.refused_for_good(result)
+        ]
+        if not refused:
+            return
+        by_id = {entry.stream_id: entry for entry in entries}
+        for i in refused:
+            flight, error = flights[i], results[i]
+            for span in flight.spans:
+                span.set_status(Status(StatusCode.ERROR, f"refused for good: {error!r}"))
+            letters_of = [
+                await self._dead_letter(poison.refused_letter(by_id[sid], error)) for sid in flight.stream_ids
+            ]
+            outcomes = await _deliveries(letters_of, DELIVERY_TIMEOUT_SECONDS)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            # The flight now stands for its dead letters: delivered only if every one of them was.
+            flights[i] = _InFlight(flight.stream_ids, letters_of[0].future, poison.REFUSED_REASON, flight.spans)
+            results[i] = failed if failed is not None else outcomes[0]
+
+    def _traced(self) -> bool:
+        tracer = self._tracer
+        if isinstance(tracer, trace.ProxyTracer):  # the global tracer: real once an SDK provider is set
+            return isinstance(trace.get_tracer_provider(), SdkTracerProvider)
+        return not isinstance(tracer, trace.NoOpTracer)
+
+    def _prepare(self, entry: Entry, traced: bool) -> _Ready | DeadLetter:
         if not entry.fields:
             return letters.for_deleted(entry.stream_id)
         outcome = parse_entry(entry.fields, entry.stream_id, naive_tz=self._naive_tz)
@@ -348,10 +425,14 @@ class Bridge:
         if frame is None:
             assert outcome.error is not None
             return letters.for_parse_error(outcome.error, entry.stream_id, outcome.raw)
-        parent = context_from_traceparent(frame.traceparent, frame.tracestate)
-        span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
-        headers: list[tuple[str, bytes]] = []
-        if span.is_recording():
+        span: Span | None = None
+        if not traced:
+            # Without a recording tracer a span costs a context parse and an object per frame for
+            # nothing: the capture's own trace context travels on unchanged.
+            headers = _trace_headers(frame)
+        else:
+            parent = context_from_traceparent(frame.traceparent, frame.tracestate)
+            span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
@@ -364,7 +445,7 @@ class Bridge:
     async def _send_frames(self, partition: int, frames: list[_Ready]) -> _InFlight:
         assert self._sink is not None
         ids = [f.stream_id for f in frames]
-        spans = [f.span for f in frames]
+        spans = [f.span for f in frames if f.span is not None]
         try:
             if len(frames) == 1:
                 only = frames[0]
@@ -375,8 +456,9 @@ class Bridge:
             if len(frames) > 1:
                 raise  # envelopes are capped far below the limit; only a lone frame is refused
             only = frames[0]
-            only.span.set_status(Status(StatusCode.ERROR, "record too large"))
-            only.span.end()
+            if only.span is not None:
+                only.span.set_status(Status(StatusCode.ERROR, "record too large"))
+                only.span.end()
             record = letters.letter(
                 letters.TOO_LARGE_REASON,
                 f"the frame's record is larger than the producer accepts ({exc})",
@@ -413,8 +495,11 @@ class Bridge:
             rate = (total - last_total) / max(now - last_at, 1e-9)
             last_total, last_at = total, now
 
-    def state_document(self, backlog: int, pending: int, rate: float) -> dict[str, Any]:
+    def state_document(
+        self, backlog: int, pending: int, rate: float, trimmed_unread: int | None = None
+    ) -> dict[str, Any]:
         return {
+            "trimmed_unread": trimmed_unread,
             "consumer": self.consumer,
             "state": self.state.value,
             "backlog": backlog,
@@ -429,9 +514,19 @@ class Bridge:
         group = await self.source.group_state()
         metrics.STREAM_BACKLOG.set(group.backlog)
         metrics.STREAM_PENDING.set(group.pending)
-        doc = self.state_document(group.backlog, group.pending, rate)
+        lost = await self.redis.get(trimmed_unread_key(self.settings.app_id))
+        doc = self.state_document(group.backlog, group.pending, rate, int(lost or 0))
+        if self.settings.bridge_trim_acked:
+            await trim.trim_acknowledged(self.redis, self.settings.capture_stream)
         key = bridge_state_key(self.settings.app_id, self.consumer)
-        await self.redis.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+        index = bridges_key(self.settings.app_id)
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
+            pipe.zadd(index, {self.consumer: now})
+            # Bridges that stopped reporting leave the index too, so it stays as small as the fleet.
+            pipe.zremrangebyscore(index, "-inf", now - STATE_TTL_SECONDS)
+            await pipe.execute()
 
 
 def run_bridge(settings: Settings) -> None:
@@ -441,11 +536,20 @@ def run_bridge(settings: Settings) -> None:
         settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     if settings.bridge_metrics_port:
-        start_http_server(settings.bridge_metrics_port)
+        start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     try:
         asyncio.run(_serve_until_signalled(settings))
     finally:
         provider.shutdown()
+
+
+def _trace_headers(frame: FrameEvent) -> list[tuple[str, bytes]]:
+    if not frame.traceparent:
+        return []
+    headers = [("traceparent", frame.traceparent.encode())]
+    if frame.tracestate:
+        headers.append(("tracestate", frame.tracestate.encode()))
+    return headers
 
 
 async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
@@ -475,6 +579,7 @@ async def _serve_until_signalled(settings: Settings) -> None:
             main.cancel()
             return
         log.info("%s: finishing the batch in flight", signal.Signals(signum).name)
+        exit_after(settings.shutdown_grace_seconds, f"bridge {bridge.consumer}")
         bridge.request_stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

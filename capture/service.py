@@ -247,7 +247,7 @@ def run_video_capture(
         latest_key=latest_frames_key(settings.app_id),
     )
     if settings.capture_metrics_port:
-        start_http_server(settings.capture_metrics_port)
+        start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
     return asyncio.run(_until_signalled(capture, duration))
 
 

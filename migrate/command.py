@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from app.kafka import ensure_topics, start_reliable_producer
 from app.settings import Settings
 from migrate.apply import apply_redis, convert_dead_letters, finish, register_processors
@@ -18,7 +16,7 @@ CONTROL_PARTITIONS = 1
 
 async def migrate_from_v1(settings: Settings, names: V1Names, *, dry_run: bool) -> str:
     """Migrate (or, with ``dry_run``, only say what a migration would do); return the report."""
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True, encoding_errors="backslashreplace")
+    redis = settings.redis.client(decode_responses=True, encoding_errors="backslashreplace")
     try:
         snap = await read_snapshot(
             redis, app_id=settings.app_id, stream=settings.capture_stream, group=settings.capture_group, names=names
@@ -32,8 +30,9 @@ async def migrate_from_v1(settings: Settings, names: V1Names, *, dry_run: bool) 
         topics += [
             (settings.ready_topic(spec.id), spec.partitions or settings.processor_partitions) for spec in p.processors
         ]
-        await ensure_topics(settings.bootstrap_servers, topics, settings.topic_replication_factor)
-        producer = await start_reliable_producer(settings.bootstrap_servers, "migrate-from-v1")
+        security = settings.kafka_security
+        await ensure_topics(settings.bootstrap_servers, topics, settings.topic_replication_factor, security=security)
+        producer = await start_reliable_producer(settings.bootstrap_servers, "migrate-from-v1", security=security)
         try:
             await convert_dead_letters(p, settings, producer, redis)
             await register_processors(p, settings, producer, redis)

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.models import ProcessorSpec
@@ -26,11 +27,13 @@ class _Unavailable(Exception):
 class OrchestratorAPI:
     """Thin client of ``/api/v1/processors``; the caller owns the aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: SecretStr | None = None) -> None:
         self._session = session
         self._base = base_url.rstrip("/") + "/api/v1/processors"
+        # Per request, not on the session: a caller's session may talk to other hosts too.
+        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
-    async def register(self, spec: ProcessorSpec, within: float = 60.0) -> dict[str, Any]:
+    async def register(self, spec: ProcessorSpec, within: float = 60.0, replica: str | None = None) -> dict[str, Any]:
         """POST the spec until the orchestrator accepts it; returns the registry record.
 
         Retries while the orchestrator is unreachable or not ready for ``within`` seconds,
@@ -44,17 +47,20 @@ class OrchestratorAPI:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._register_once(spec)
+                    return await self._register_once(spec, replica)
         except _Unavailable as exc:
             raise RegistrationError(
                 f"orchestrator at {self._base} did not accept processor {spec.id!r} within {within:.0f} s: {exc}"
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _register_once(self, spec: ProcessorSpec) -> dict[str, Any]:
+    async def _register_once(self, spec: ProcessorSpec, replica: str | None) -> dict[str, Any]:
         url = f"{self._base}/register"
+        spec_json = spec.model_dump(mode="json")
         try:
-            async with self._session.post(url, json=spec.model_dump(mode="json"), timeout=_REQUEST_TIMEOUT) as resp:
+            async with self._session.post(
+                url, json=spec_json, params=_replica(replica), headers=self._headers, timeout=_REQUEST_TIMEOUT
+            ) as resp:
                 if resp.status in (200, 201):
                     record: dict[str, Any] = await resp.json()
                     return record
@@ -65,18 +71,28 @@ class OrchestratorAPI:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def heartbeat(self, processor_id: str, status: str = "healthy") -> bool:
+    async def heartbeat(self, processor_id: str, status: str = "healthy", replica: str | None = None) -> bool:
         """True when accepted; False when the orchestrator does not know the processor (re-register)."""
-        body = {"processor_id": processor_id, "status": status}
-        async with self._session.post(f"{self._base}/heartbeat", json=body, timeout=_REQUEST_TIMEOUT) as resp:
+        body = {"processor_id": processor_id, "status": status, **({"replica": replica} if replica else {})}
+        async with self._session.post(
+            f"{self._base}/heartbeat", json=body, headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status == 404:
                 return False
             if resp.status != 200:
                 raise RuntimeError(f"heartbeat refused: HTTP {resp.status}: {(await resp.text())[:200]}")
             return True
 
-    async def deregister(self, processor_id: str) -> None:
-        """DELETE the processor; one that is already gone (404) is fine."""
-        async with self._session.delete(f"{self._base}/{processor_id}", timeout=_REQUEST_TIMEOUT) as resp:
+    async def deregister(self, processor_id: str, replica: str | None = None) -> None:
+        """DELETE the processor (with ``replica``: only that replica; the id goes with the last one).
+        One that is already gone (404) is fine."""
+        url = f"{self._base}/{processor_id}"
+        async with self._session.delete(
+            url, params=_replica(replica), headers=self._headers, timeout=_REQUEST_TIMEOUT
+        ) as resp:
             if resp.status not in (200, 204, 404):
                 raise RuntimeError(f"deregister refused: HTTP {resp.status}: {(await resp.text())[:200]}")
+
+
+def _replica(replica: str | None) -> dict[str, str]:
+    return {"replica": replica} if replica else {}

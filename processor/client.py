@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
+import socket
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any
@@ -29,11 +32,17 @@ from prometheus_client import start_http_server
 
 from app.models import ProcessorSpec, ProcessorStatus
 from app.settings import Settings
+from app.shutdown import exit_after
 from processor.api import OrchestratorAPI
 from processor.frame import ProcessFn
 from processor.pipeline import FramePipeline, PipelineConfig, PipelineStats
 
 log = logging.getLogger(__name__)
+
+
+def default_replica_id() -> str:
+    """Unique per process: two containers that both run as pid 1 differ by host and the random part."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class ProcessorClient:
@@ -61,6 +70,7 @@ class ProcessorClient:
         max_batch: int = 100,
         register_timeout: float = 60.0,
         deregister_on_stop: bool = True,
+        replica: str | None = None,
     ) -> None:
         self.settings = settings
         # Validates the id and capabilities now, not at the first HTTP call.
@@ -76,8 +86,10 @@ class ProcessorClient:
         self.concurrency = concurrency
         self.max_batch = max_batch
         self.register_timeout = register_timeout
-        # Replicas share one id: only the last one leaving should deregister it.
+        # Replicas share one id; each names itself, and the orchestrator drops the id only when
+        # the last live replica deregisters. Off: leave without a word (the health watch notices).
         self.deregister_on_stop = deregister_on_stop
+        self.replica = replica or default_replica_id()
         self.topic = settings.ready_topic(processor_id)
         self.group = settings.processor_group(processor_id)
         self.record: dict[str, Any] | None = None
@@ -118,7 +130,7 @@ class ProcessorClient:
         orchestrator has forgotten this processor. Retries up to ``register_timeout``."""
         if self._api is None:
             raise RuntimeError("register() needs run(register=True)")
-        record = await self._api.register(self.spec, within=self.register_timeout)
+        record = await self._api.register(self.spec, within=self.register_timeout, replica=self.replica)
         self.record = record
         # The orchestrator's answer is authoritative (it may map ids to topics differently).
         self.topic = str(record.get("topic") or self.topic)
@@ -179,7 +191,7 @@ class ProcessorClient:
     # --- helpers ---------------------------------------------------------------------------
     async def _run_registered(self) -> None:
         async with aiohttp.ClientSession() as session:
-            self._api = OrchestratorAPI(session, self.settings.orchestrator_url)
+            self._api = OrchestratorAPI(session, self.settings.orchestrator_url, self.settings.orchestrator_token)
             try:
                 if not await self._until_stopped(self.register()):
                     return
@@ -219,7 +231,7 @@ class ProcessorClient:
         assert self._api is not None
         while not self._stop.is_set():
             try:
-                if not await self._api.heartbeat(self.processor_id, ProcessorStatus.HEALTHY.value):
+                if not await self._api.heartbeat(self.processor_id, ProcessorStatus.HEALTHY.value, self.replica):
                     log.warning("orchestrator does not know processor %s; registering again", self.processor_id)
                     await self.register()
             except Exception as exc:  # the orchestrator restarting must not stop the work
@@ -229,15 +241,15 @@ class ProcessorClient:
         if not self.deregister_on_stop:
             return  # another replica goes on under this id: it is not draining
         try:
-            await self._api.heartbeat(self.processor_id, ProcessorStatus.DRAINING.value)
+            await self._api.heartbeat(self.processor_id, ProcessorStatus.DRAINING.value, self.replica)
         except Exception as exc:
             log.warning("draining heartbeat of %s failed: %r", self.processor_id, exc)
 
     async def _deregister(self) -> None:
         assert self._api is not None
         try:
-            await self._api.deregister(self.processor_id)
-            log.info("deregistered processor %s", self.processor_id)
+            await self._api.deregister(self.processor_id, self.replica)
+            log.info("deregistered replica %s of processor %s", self.replica, self.processor_id)
         except Exception as exc:  # the health watch will mark it unhealthy instead
             log.warning("could not deregister %s: %r", self.processor_id, exc)
 
@@ -246,11 +258,11 @@ class ProcessorClient:
         if not port:
             return
         try:
-            start_http_server(port)
+            start_http_server(port, addr=self.settings.metrics_host)
         except OSError as exc:
             log.warning("cannot serve /metrics on port %d: %s", port, exc)
             return
-        log.info("serving /metrics on port %d", port)
+        log.info("serving /metrics on %s:%d", self.settings.metrics_host, port)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -268,6 +280,7 @@ class ProcessorClient:
                     task.cancel()
                 return
             log.info("%s: draining processor %s", sig.name, self.processor_id)
+            exit_after(self.settings.shutdown_grace_seconds, f"processor {self.processor_id}")
             self.request_stop()
 
         for sig in sigs:

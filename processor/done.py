@@ -24,10 +24,6 @@ class DoneMarkers:
         self._prefix = f"frame-done:{namespace}:"
         self._ttl = max(1, ttl_seconds)
 
-    @classmethod
-    def from_url(cls, url: str, namespace: str, ttl_seconds: int) -> DoneMarkers:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=10), namespace, ttl_seconds)
-
     def key(self, frame_id: str, capability: str) -> str:
         return f"{self._prefix}{frame_id}|{capability}"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from app.kafka import ensure_topics, start_reliable_producer
 from app.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
-from app.models import DeadLetter, FrameResult, RoutedFrame, utcnow
+from app.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from app.settings import Settings
 from app.telemetry import context_from_headers, headers_for, tracer
 from processor.done import DoneMarkers
@@ -36,8 +36,10 @@ from processor.frame import Frame, ProcessFn, RejectFrame
 from processor.pixels import PixelStore
 
 log = logging.getLogger(__name__)
+Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
 SERVICE = "processor"
 _RETRY_SECONDS = 1.0
+RESULT_TOO_LARGE = "result_too_large"
 
 
 @dataclass
@@ -49,6 +51,30 @@ class PipelineStats:
     batches: int = 0
     committed: int = 0
     duplicates: int = 0
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A record of the outbox. ``done_key``: the pair it finishes, for the fence before publishing;
+    ``routed``: the frame a result is for, to dead-letter it if Kafka refuses the result for good."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    future: asyncio.Future[Any]
+    done_key: str | None = None
+    routed: RoutedFrame | None = None
+
+
+def first_of_each(keys: Sequence[str]) -> list[bool]:
+    """True at the first occurrence of each key: a batch may hold one pair twice (a replay)."""
+    seen: set[str] = set()
+    first: list[bool] = []
+    for key in keys:
+        first.append(key not in seen)
+        seen.add(key)
+    return first
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +122,12 @@ class FramePipeline:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._pixels = PixelStore.from_url(settings.redis_url)
+        self._pixels = PixelStore(settings.redis.client(socket_timeout=10))
         # Results and dead letters of a batch leave only once the whole batch is processed:
         # a replica killed mid-batch then has published nothing its successor will redo.
-        self._outbox: list[tuple[str, bytes, bytes, list[tuple[str, bytes]], asyncio.Future[Any]]] = []
-        self._done = DoneMarkers.from_url(
-            settings.redis_url, settings.results_topic, int(settings.dedupe_window_seconds)
+        self._outbox: list[_Outgoing] = []
+        self._done = DoneMarkers(
+            settings.redis.client(socket_timeout=10), settings.results_topic, int(settings.dedupe_window_seconds)
         )
         pid = config.processor_id
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
@@ -120,8 +146,10 @@ class FramePipeline:
                 (s.dead_letter_topic, s.captured_partitions),
             ],
             s.topic_replication_factor,
+            security=s.kafka_security,
         )
         consumer = AIOKafkaConsumer(
+            **s.kafka_security.client_kwargs(),
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{c.processor_id}-{socket.gethostname()}-{os.getpid()}",
             group_id=c.group,
@@ -134,7 +162,9 @@ class FramePipeline:
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
         consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock))
-        self._producer = await start_reliable_producer(s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2)
+        self._producer = await start_reliable_producer(
+            s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2, security=s.kafka_security
+        )
         try:
             await consumer.start()
         except BaseException:
@@ -202,7 +232,7 @@ class FramePipeline:
             return
         self.stats.batches += 1
         acks: list[asyncio.Future[Any]] = []
-        frames: list[tuple[ConsumerRecord[bytes, bytes], RoutedFrame]] = []
+        frames: list[Routed] = []
         for record in records:
             try:
                 frames.append((record, RoutedFrame.model_validate_json(record.value or b"")))
@@ -210,14 +240,24 @@ class FramePipeline:
                 detail = f"{exc.error_count()} error(s); first: {_first_error(exc)}"
                 ctx = context_from_headers(record.headers)
                 acks.append(await self._dead_letter("invalid_routed_frame", detail, None, _raw(record), ctx))
+        frames, outside = self._split_by_key_prefix(frames)
+        for record, routed in outside:
+            why = f"frame_key {routed.frame_key!r} is outside {self.settings.processor_frame_key_prefix!r}"
+            acks.append(
+                await self._dead_letter(
+                    "frame_key_outside_prefix", why, routed, ctx=context_from_headers(record.headers)
+                )
+            )
 
         try:
             done_keys = [self._done.key(routed.frame_id, routed.capability) for _, routed in frames]
             finished = await self._done.finished(done_keys)
-            if any(finished):
-                self.stats.duplicates += sum(finished)
-                frames = [item for item, done in zip(frames, finished, strict=True) if not done]
-                done_keys = [key for key, done in zip(done_keys, finished, strict=True) if not done]
+            # Done elsewhere, or a second copy of a pair earlier in this batch: processed once.
+            keep = [not done and first for done, first in zip(finished, first_of_each(done_keys), strict=True)]
+            if not all(keep):
+                self.stats.duplicates += keep.count(False)
+                frames = [item for item, kept in zip(frames, keep, strict=True) if kept]
+                done_keys = [key for key, kept in zip(done_keys, keep, strict=True) if kept]
             pixels = await self._pixels.load_many([routed.frame_key for _, routed in frames])
         except (RedisError, OSError) as exc:
             log.error("loading pixels failed (%r); re-processing the batch", exc)
@@ -234,6 +274,13 @@ class FramePipeline:
                 ready.append((record, Frame(routed, data, record.partition, record.offset)))
 
         acks.extend(await self._process_all(ready))
+        try:
+            await self._fence_outbox()
+        except (RedisError, OSError) as exc:
+            log.error("checking done markers failed (%r); re-processing the batch", exc)
+            self._discard_outbox()
+            await self._rewind(consumer, batch, owned)
+            return
         await self._flush_outbox()
         try:
             await asyncio.gather(*acks)
@@ -249,28 +296,81 @@ class FramePipeline:
             log.warning("could not mark %d frame(s) done: %r", len(done_keys), exc)
         await self._commit(consumer, records)
 
-    def _defer(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> asyncio.Future[Any]:
+    def _defer(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        routed: RoutedFrame | None = None,
+        result: bool = False,
+    ) -> asyncio.Future[Any]:
         """A record for the outbox; the future resolves with its broker acknowledgement."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.append((topic, key, value, headers, future))
+        done_key = self._done.key(routed.frame_id, routed.capability) if routed is not None else None
+        self._outbox.append(_Outgoing(topic, key, value, headers, future, done_key, routed if result else None))
         return future
+
+    async def _fence_outbox(self) -> None:
+        """Right before publishing: drop what finishes a pair some processor finished meanwhile.
+
+        A replica frozen (SIGSTOP, a long GC) past its session has had its frames failed over
+        and finished by a peer; on waking it would publish them a second time."""
+        keys = [item.done_key for item in self._outbox if item.done_key is not None]
+        if not keys:
+            return
+        done = {key for key, finished in zip(keys, await self._done.finished(keys), strict=True) if finished}
+        if not done:
+            return
+        kept: list[_Outgoing] = []
+        for item in self._outbox:
+            if item.done_key in done:
+                item.future.set_result(None)  # nothing to wait for: the peer's record stands
+                self.stats.duplicates += 1
+            else:
+                kept.append(item)
+        log.warning("%d frame(s) finished by a peer while this batch ran; not published again", len(done))
+        self._outbox = kept
 
     async def _flush_outbox(self) -> None:
         outbox, self._outbox = self._outbox, []
         producer = self._require_producer()
-        for topic, key, value, headers, future in outbox:
+        for item in outbox:
             try:
-                ack = await producer.send(topic, key=key, value=value, headers=headers)
+                ack = await producer.send(item.topic, key=item.key, value=item.value, headers=item.headers)
+            except MessageSizeTooLargeError as exc:
+                if item.routed is None:
+                    item.future.set_exception(exc)
+                    continue
+                # Refused for good: retrying the batch would rewind it for ever.
+                ack = await self._result_too_large(producer, item, exc)
             except Exception as exc:
-                future.set_exception(exc)
+                item.future.set_exception(exc)
                 continue
-            ack.add_done_callback(lambda done, target=future: _settle(target, done))
+            ack.add_done_callback(lambda done, target=item.future: _settle(target, done))
+
+    async def _result_too_large(
+        self, producer: AIOKafkaProducer, item: _Outgoing, error: Exception
+    ) -> asyncio.Future[Any]:
+        routed = item.routed
+        assert routed is not None
+        detail = f"the result is {len(item.value)} bytes, more than the producer accepts ({error})"
+        record = self._letter(RESULT_TOO_LARGE, detail, routed, {"result_bytes": len(item.value)})
+        log.warning("dead-lettered %s (%s): %s", routed.frame_id, RESULT_TOO_LARGE, detail)
+        DEAD_LETTERED.labels(RESULT_TOO_LARGE, SERVICE).inc()
+        FRAMES_PROCESSED.labels(self.config.processor_id, RESULT_TOO_LARGE).inc()
+        self.stats.processed -= 1
+        self.stats.dead_lettered[RESULT_TOO_LARGE] += 1
+        ack: asyncio.Future[Any] = await producer.send(
+            self.settings.dead_letter_topic, key=item.key, value=record.model_dump_json().encode()
+        )
+        return ack
 
     def _discard_outbox(self) -> None:
         """The batch will be processed again: what it would have published is dropped."""
         outbox, self._outbox = self._outbox, []
-        for *_, future in outbox:
-            future.cancel()
+        for item in outbox:
+            item.future.cancel()
 
     async def _rewind(
         self,
@@ -363,11 +463,28 @@ class FramePipeline:
                 ).model_dump_json()
             except (TypeError, ValueError, PydanticSerializationError) as exc:
                 return await self._dead_letter("invalid_result", f"{type(exc).__name__}: {exc}", frame.routed)
-            ack = self._defer(self.settings.results_topic, frame.camera_id.encode(), value.encode(), headers_for())
+            ack = self._defer(
+                self.settings.results_topic,
+                frame.camera_id.encode(),
+                value.encode(),
+                headers_for(),
+                frame.routed,
+                result=True,
+            )
         self._end_to_end_seconds.observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
         self._processed_ok.inc()
         self.stats.processed += 1
         return ack
+
+    def _split_by_key_prefix(self, frames: list[Routed]) -> tuple[list[Routed], list[Routed]]:
+        """Frames whose pixels may be read, and those naming a key outside PROCESSOR_FRAME_KEY_PREFIX:
+        a forged capture entry must not make a processor read (and publish from) any Redis key."""
+        prefix = self.settings.processor_frame_key_prefix
+        if not prefix:
+            return frames, []
+        inside = [item for item in frames if not item[1].frame_key or item[1].frame_key.startswith(prefix)]
+        outside = [item for item in frames if item[1].frame_key and not item[1].frame_key.startswith(prefix)]
+        return inside, outside
 
     async def _dead_letter(
         self,
@@ -378,7 +495,20 @@ class FramePipeline:
         ctx: Context | None = None,
     ) -> asyncio.Future[Any]:
         """Publish why a frame ends here; ``ctx`` is its trace (default: the current span)."""
-        record = DeadLetter(
+        record = self._letter(reason, detail, routed, raw)
+        key = (routed.frame_id if routed else (raw or {}).get("key") or "").encode()
+        log.warning("dead-lettered %s (%s): %s", record.frame_id or "<unparsed>", reason, detail)
+        DEAD_LETTERED.labels(reason, SERVICE).inc()
+        FRAMES_PROCESSED.labels(self.config.processor_id, reason).inc()
+        self.stats.dead_lettered[reason] += 1
+        return self._defer(
+            self.settings.dead_letter_topic, key, record.model_dump_json().encode(), headers_for(ctx), routed
+        )
+
+    def _letter(
+        self, reason: str, detail: str, routed: RoutedFrame | None, raw: dict[str, Any] | None = None
+    ) -> DeadLetter:
+        return DeadLetter(
             reason=reason,
             detail=detail,
             frame_id=routed.frame_id if routed else None,
@@ -387,13 +517,8 @@ class FramePipeline:
             capability=routed.capability if routed else None,
             processor_id=self.config.processor_id,
             raw=raw if raw is not None else (routed.model_dump(mode="json") if routed else {}),
+            source=PROCESSOR_SOURCE,
         )
-        key = (routed.frame_id if routed else (raw or {}).get("key") or "").encode()
-        log.warning("dead-lettered %s (%s): %s", record.frame_id or "<unparsed>", reason, detail)
-        DEAD_LETTERED.labels(reason, SERVICE).inc()
-        FRAMES_PROCESSED.labels(self.config.processor_id, reason).inc()
-        self.stats.dead_lettered[reason] += 1
-        return self._defer(self.settings.dead_letter_topic, key, record.model_dump_json().encode(), headers_for(ctx))
 
 
 def _raw(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

@@ -17,10 +17,6 @@ class PixelStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    @classmethod
-    def from_url(cls, url: str) -> PixelStore:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=10))
-
     async def load_many(self, keys: Sequence[str | None]) -> list[bytes | None]:
         """Pixels of each key, in order; None where the key is None or absent."""
         wanted = [key for key in keys if key]

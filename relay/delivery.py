@@ -83,6 +83,7 @@ class Delivery:
         s, pid = self.settings, self.queue.processor_id
         await ensure_stream_group(self.redis, self.queue.stream)
         consumer = AIOKafkaConsumer(
+            **s.kafka_security.client_kwargs(),
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"relay-{pid}-{socket.gethostname()}-{os.getpid()}",
             group_id=s.processor_group(pid),

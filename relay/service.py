@@ -15,7 +15,6 @@ import logging
 import signal
 import time
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.kafka import ensure_topics, start_reliable_producer
@@ -35,7 +34,7 @@ MAX_RESTART_SECONDS = 30.0
 class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.from_url(settings.redis_url)
+        self.redis = settings.redis.client()
         self.queues: dict[str, Queue] = {}
         self.deliveries: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
         self._restarts: dict[str, tuple[float, float]] = {}  # processor id -> (not before, next backoff)
@@ -53,12 +52,20 @@ class Relay:
     async def serve(self) -> None:
         """Until request_stop(): follow the registry, start and stop deliveries."""
         s = self.settings
+        security = s.kafka_security
         await ensure_topics(
-            s.bootstrap_servers, [(s.dead_letter_topic, DEAD_LETTER_PARTITIONS)], s.topic_replication_factor
+            s.bootstrap_servers,
+            [(s.dead_letter_topic, DEAD_LETTER_PARTITIONS)],
+            s.topic_replication_factor,
+            security=security,
         )
-        self._producer = await start_reliable_producer(s.bootstrap_servers, "relay")
+        self._producer = await start_reliable_producer(s.bootstrap_servers, "relay", security=security)
         registry = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+            **security.client_kwargs(),
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         await registry.start()
         try:

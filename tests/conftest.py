@@ -11,6 +11,9 @@ import pytest
 from app.devstack import DevStack, free_port
 from app.settings import Settings
 
+# The workers' API_TOKEN and the SDK's ORCHESTRATOR_TOKEN in every test; http_json sends it.
+TEST_API_TOKEN = "test-api-token-0123456789"
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[DevStack]:
@@ -53,6 +56,8 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
             "recovery_consistency_check": stack.kafka_kind != "tansu",
             "bridge_metrics_port": 0,
             "web_port": free_port(),
+            "api_token": TEST_API_TOKEN,
+            "orchestrator_token": TEST_API_TOKEN,
         }
         values.update(overrides)
         return Settings(**values)

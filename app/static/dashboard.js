@@ -56,10 +56,15 @@
     node.textContent = text;
   }
 
+  // With API_READ_AUTH the reads need the token: open the page as /#token=<API_TOKEN>.
+  // The fragment never leaves the browser, so the token is in no server or proxy log.
+  var TOKEN = new URLSearchParams(location.hash.slice(1)).get("token");
+
   function fetchJson(url) {
     var ctl = new AbortController();
     var timer = setTimeout(function () { ctl.abort(); }, Math.max(POLL_MS * 3, 3000));
-    return fetch(url, { cache: "no-store", signal: ctl.signal })
+    var headers = TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
+    return fetch(url, { cache: "no-store", signal: ctl.signal, headers: headers })
       .then(function (resp) {
         if (!resp.ok) throw new Error(url + " answered HTTP " + resp.status);
         return resp.json();

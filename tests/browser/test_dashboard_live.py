@@ -28,7 +28,7 @@ from app.models import FrameEvent
 from app.settings import Settings
 from tests.browser.cdp import Browser
 from tests.browser.conftest import REPO_ROOT
-from tests.conftest import env_of
+from tests.conftest import TEST_API_TOKEN, env_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -38,7 +38,8 @@ CAMERAS = ("cam-a", "cam-b", "cam-c")
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(captured_partitions=2, lag_sample_interval=0.5)
+    # Reads need the token too: the page must send the one its URL fragment carries.
+    return make_settings(captured_partitions=2, lag_sample_interval=0.5, api_read_auth=True)
 
 
 @dataclass
@@ -139,13 +140,15 @@ async def test_dashboard_shows_the_running_system(
     browser: Browser, worker: Worker, settings: Settings, unique: str, artifacts: Path
 ) -> None:
     pid = f"detector-{unique}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+    # The processors' token on every request, as the SDK sends it.
+    auth = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=auth) as http:
         await _wait_ready(http, worker)
         await _register(http, worker.url, {"id": pid, "capabilities": ["detect"], "capacity": 40, "partitions": 2})
 
     async with _producing(settings, "detect") as sent:
         page = await browser.new_page()
-        await page.goto(f"{worker.url}/")
+        await page.goto(f"{worker.url}/#token={TEST_API_TOKEN}")
         row = f"document.querySelector('tr[data-processor-id=\"{pid}\"]')"
         await page.wait_for(row, within=30)
         await page.wait_for(

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.devstack import free_port
 from app.models import FrameEvent
 from app.settings import Settings
+from tests.conftest import TEST_API_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,10 +130,19 @@ async def wait_until(predicate: Callable[[], Any], within: float, interval: floa
     raise TimeoutError(f"timed out after {within:.0f} s waiting for {what or predicate}")
 
 
-async def http_json(method: str, url: str, body: Any = None, within: float = 20) -> tuple[int, Any]:
+async def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    within: float = 20,
+    token: str | None = TEST_API_TOKEN,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One request with a JSON body, as a processor holding ``token`` sends it (None: no token)."""
+    sent = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=within)) as resp,
+        session.request(method, url, json=body, headers=sent, timeout=aiohttp.ClientTimeout(total=within)) as resp,
     ):
         text = await resp.text()
         return resp.status, (json.loads(text) if text else None)

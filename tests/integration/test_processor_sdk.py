@@ -286,6 +286,7 @@ async def test_run_registers_with_retry_heartbeats_drains_and_deregisters(
         "stateful": False,
         "partitions": None,
         "metadata": {"gpu": False},
+        "queue": None,  # SDK processors read their Kafka topic; only detektr's name a Redis queue
     }
     assert stub.calls[-2:] == [("heartbeat", "draining"), ("delete", "lifecycle")]
     assert {status for kind, status in stub.calls[2:-2] if kind == "heartbeat"} == {"healthy"}

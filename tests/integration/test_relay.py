@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from agents.worker_timers import VIEW_REFRESH_SECONDS
 from app.settings import Settings
 from relay.service import Relay
+from tests.conftest import TEST_API_TOKEN
 from tests.detektr import DetektrProcessor
 from tests.integration.cluster import Cluster, produce_frames, small_frame, store_pixels, wait_ready, wait_until
 
@@ -30,7 +31,9 @@ async def test_a_detektr_processor_gets_every_frame_once_with_its_pixels(
     relay = Relay(settings)
     relaying = asyncio.create_task(relay.serve())
     pid = f"det-{unique}"
-    processor = DetektrProcessor(pid, url, ["object_detection"], settings.redis_url)
+    # detektr's client is configured, not changed: the API token rides in its orchestrator URL.
+    with_token = url.replace("http://", f"http://detektr:{TEST_API_TOKEN}@")
+    processor = DetektrProcessor(pid, with_token, ["object_detection"], settings.redis_url)
     redis = aioredis.from_url(settings.redis_url)
     try:
         await wait_ready(url, proc=worker)

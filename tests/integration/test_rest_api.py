@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ import pytest
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
 from app.kafka import ensure_topics
+from processor.client import ProcessorClient
+from tests.conftest import TEST_API_TOKEN
 from tests.integration.cluster import Cluster, http_json, produce_frames, read_topic, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
@@ -80,6 +85,13 @@ INVALID_BODIES: list[tuple[Any, str]] = [
     ({"id": "p1", "capabilities": ["x"], "capacity": 0}, "capacity"),
     ({"id": "p1", "capabilities": ["x"], "surprise": 1}, "surprise"),
     ("not an object", "body"),
+    ({"id": "p1", "capabilities": ["x"], "partitions": 65}, "partitions"),
+    ({"id": "p1", "capabilities": [f"c{i}" for i in range(65)]}, "capabilities"),
+    ({"id": "p1", "capabilities": ["x"], "metadata": {"blob": "x" * 20_000}}, "metadata"),
+    (
+        {"id": "p1", "capabilities": ["x"], "metadata": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}},
+        "metadata",
+    ),
 ]
 
 
@@ -92,13 +104,30 @@ async def test_invalid_bodies_are_422_naming_the_field(worker_url: tuple[Cluster
     async with (
         aiohttp.ClientSession() as session,
         session.post(
-            f"{url}/api/v1/processors/register", data=b"{nope", headers={"content-type": "application/json"}
+            f"{url}/api/v1/processors/register",
+            data=b"{nope",
+            headers={"content-type": "application/json", "authorization": f"Bearer {TEST_API_TOKEN}"},
         ) as resp,
     ):
         assert resp.status == 422
         assert (await resp.json())["errors"][0]["field"] == "body"
     status, reply = await http_json("POST", f"{url}/api/v1/processors/heartbeat", {"status": "sleepy"})
     assert status == 422 and {e["field"] for e in reply["errors"]} == {"processor_id", "status"}
+    forged_line = {"processor_id": "p1\n2026-01-01 INFO forged", "status": "healthy"}
+    status, reply = await http_json("POST", f"{url}/api/v1/processors/heartbeat", forged_line)
+    assert status == 422 and reply["errors"][0]["field"] == "processor_id"
+
+    # Nesting past Python's recursion limit is a bad body, not a 500.
+    auth = {"Authorization": f"Bearer {TEST_API_TOKEN}", "Content-Type": "application/json"}
+    status, _, reply = await raw_request("POST", f"{url}/api/v1/processors/register", b"[" * 100_000, auth)
+    assert status == 422 and reply["errors"][0]["field"] == "body"
+
+    status, _ = await http_json("POST", f"{url}/api/v1/processors/register", {"id": "det.v2", "capabilities": ["x"]})
+    assert status == 201
+    status, reply = await http_json(
+        "POST", f"{url}/api/v1/processors/register", {"id": "det_v2", "capabilities": ["x"]}
+    )
+    assert status == 409 and "det.v2" in reply["detail"] and reply["errors"][0]["field"] == "id"
 
 
 async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, str]) -> None:
@@ -145,3 +174,170 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
     assert 'frame_buffer_frames_routed_total{capability="tracking",processor_id="tracker"} 5.0' in text
     assert 'frame_buffer_frames_dropped_total{reason="no_capable_processor"} 1.0' in text
     assert health["ready"] is True and health["redis"] is True and health["partitions_assigned"] > 0
+
+
+async def raw_request(method: str, url: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as resp:
+        text = await resp.text()
+        return resp.status, dict(resp.headers), (json.loads(text) if text else None)
+
+
+async def test_forged_writes_are_refused_and_leave_the_processor_alone(worker_url: tuple[Cluster, str]) -> None:
+    _, url = worker_url
+    api = f"{url}/api/v1/processors"
+    status, body = await http_json("POST", f"{api}/register", {"id": "cam-ai", "capabilities": ["x"], "capacity": 5})
+    assert status == 201, body
+
+    forgeries: list[tuple[str, str, Any]] = [
+        ("POST", f"{api}/heartbeat", {"processor_id": "cam-ai", "status": "draining"}),
+        ("POST", f"{api}/register", {"id": "cam-ai", "capabilities": ["x"], "capacity": 10_000_000}),
+        ("PUT", f"{api}/cam-ai", {"capabilities": ["y"], "capacity": 10_000_000}),
+        ("DELETE", f"{api}/cam-ai", None),
+    ]
+    for method, target, forged in forgeries:
+        status, reply = await http_json(method, target, forged, token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], (method, target, reply)
+        status, reply = await http_json(method, target, forged, token="guessed-token-0123456789")
+        assert status == 403 and reply["detail"], (method, target, reply)
+
+    # A browser page cannot forge one either: text/plain needs no preflight, so it is refused.
+    plain = json.dumps({"processor_id": "cam-ai", "status": "draining"}).encode()
+    auth = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
+    status, _, reply = await raw_request("POST", f"{api}/heartbeat", plain, {**auth, "Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in reply["detail"]
+    evil = {**auth, "Content-Type": "application/json", "Origin": "https://evil.example"}
+    status, headers, reply = await raw_request("POST", f"{api}/heartbeat", plain, evil)
+    assert status == 403 and "evil.example" in reply["detail"]
+    assert not any(h.lower().startswith("access-control-") for h in headers)
+    status, headers, _ = await raw_request("GET", f"{api}/", b"", {"Origin": "https://evil.example"})
+    assert status == 200 and not any(h.lower().startswith("access-control-") for h in headers)
+
+    status, record = await http_json("GET", f"{api}/cam-ai", token=None)
+    assert status == 200 and record["status"] == "healthy" and record["capacity"] == 5
+    assert record["capabilities"] == ["x"]
+
+
+async def test_draining_comes_from_the_processor_and_ends_with_its_healthy_beat(
+    worker_url: tuple[Cluster, str],
+) -> None:
+    _, url = worker_url
+    api = f"{url}/api/v1/processors"
+    status, _ = await http_json("POST", f"{api}/register", {"id": "drainer", "capabilities": ["x"]})
+    assert status == 201
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "draining"})
+    assert status == 200
+
+    async def has_status(wanted: str) -> bool:
+        _, record = await http_json("GET", f"{api}/drainer")
+        return bool(record and record["status"] == wanted)
+
+    await wait_until(lambda: has_status("draining"), 15, what="draining in the registry")
+    # Only the processor's own statuses are heartbeat statuses; the monitor's verdicts are not.
+    status, reply = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "stalled"})
+    assert status == 422 and reply["errors"][0]["field"] == "status"
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "drainer", "status": "healthy"})
+    assert status == 200
+    await wait_until(lambda: has_status("healthy"), 15, what="draining to end with a healthy heartbeat")
+
+
+@pytest.fixture
+async def guarded_worker(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
+    settings = make_settings(admin_token=ADMIN_TOKEN, api_read_auth=True)
+    cluster = Cluster(settings, tmp_path / "logs")
+    worker, url = cluster.worker("worker-guarded")
+    try:
+        await wait_ready(url, proc=worker)
+        yield cluster, url
+    finally:
+        cluster.close()
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+async def test_admin_token_guards_changes_and_read_auth_guards_reads(guarded_worker: tuple[Cluster, str]) -> None:
+    _, url = guarded_worker
+    api = f"{url}/api/v1/processors"
+    status, _ = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["x"]})
+    assert status == 201
+
+    status, reply = await http_json("PUT", f"{api}/p1", {"capabilities": ["y"]})
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, reply = await http_json("DELETE", f"{api}/p1")
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, updated = await http_json("PUT", f"{api}/p1", {"capabilities": ["y"]}, token=ADMIN_TOKEN)
+    assert status == 200 and updated["capabilities"] == ["y"]
+    # Registering again is a restart, unless it changes a healthy processor's spec: that is a PUT.
+    status, reply = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["z"]})
+    assert status == 403 and "ADMIN_TOKEN" in reply["detail"]
+    status, _ = await http_json("POST", f"{api}/register", {"id": "p1", "capabilities": ["y"]})
+    assert status == 200
+
+    for path in ("/", "/search/?capability=y", "/p1"):
+        status, reply = await http_json("GET", f"{api}{path}", token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], path
+    status, listed = await http_json("GET", f"{api}/")
+    assert status == 200 and [p["id"] for p in listed] == ["p1"]
+    status, _ = await http_json("GET", f"{url}/health", token=None)
+    assert status == 200
+
+    # The SDK's own way out: a draining heartbeat, then at once DELETE with the processors' token.
+    status, _ = await http_json("POST", f"{api}/heartbeat", {"processor_id": "p1", "status": "draining"})
+    assert status == 200
+    status, _ = await http_json("DELETE", f"{api}/p1")
+    assert status == 204
+
+    # The SDK end to end: ORCHESTRATOR_TOKEN on every call, and its stop deregisters under ADMIN_TOKEN.
+    cluster, _ = guarded_worker
+    sdk_settings = cluster.settings.model_copy(update={"orchestrator_url": url, "heartbeat_interval": 0.5})
+
+    async def nothing(frame: Any) -> dict[str, Any]:
+        return {}
+
+    client = ProcessorClient(sdk_settings, "sdk-p", ["x"], nothing, register_timeout=30)
+    task = asyncio.create_task(client.run())
+    try:
+
+        async def registered() -> bool:
+            status, _ = await http_json("GET", f"{api}/sdk-p")
+            return status == 200
+
+        await wait_until(registered, 30, what="the SDK processor to register")
+    finally:
+        await asyncio.wait_for(client.stop(), timeout=30)
+        await asyncio.wait_for(task, timeout=10)
+    status, _ = await http_json("GET", f"{api}/sdk-p")
+    assert status == 404, "the SDK's stop deregistered it"
+
+
+def non_loopback_address() -> str | None:
+    """An address of this host other clients would reach it by: the source address of its
+    default route (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+async def test_without_api_token_only_loopback_clients_write(make_settings: Any, tmp_path: Path) -> None:
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv4 address to call the worker from")
+    cluster = Cluster(make_settings(api_token=None, web_host="0.0.0.0"), tmp_path / "logs")
+    worker, url = cluster.worker("worker-tokenless")
+    try:
+        await wait_ready(url, proc=worker)
+        remote = url.replace("127.0.0.1", address)
+        spec = {"id": "local-1", "capabilities": ["x"]}
+        status, reply = await http_json("POST", f"{remote}/api/v1/processors/register", spec, token=None)
+        assert status == 401 and "API_TOKEN" in reply["detail"], reply
+        status, _ = await http_json("POST", f"{url}/api/v1/processors/register", spec, token=None)
+        assert status == 201
+        status, listed = await http_json("GET", f"{remote}/api/v1/processors/", token=None)
+        assert status == 200 and [p["id"] for p in listed] == ["local-1"]
+        assert "API_TOKEN is not set" in worker.log_path.read_text(errors="replace")
+    finally:
+        cluster.close()

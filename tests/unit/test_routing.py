@@ -417,3 +417,43 @@ def test_a_stateful_camera_leaves_a_processor_its_router_filled() -> None:
     r.record_sent("s0", 5.0)
     moved = r.route(["detect"], "cam", 0, {"detect": "s0"})[0]
     assert (moved.action, moved.processor_id, moved.new_affinity) == (Action.SEND, "s1", True)
+
+
+def test_a_stale_sample_stops_the_routers_own_sends_from_holding_frames() -> None:
+    # The leader stalled at t=1: its last sample says a and b are empty, and they stay so
+    # (their processors drain what they get), but no new sample comes.
+    views = (pv("a", lag=0, sampled_at=1.0), pv("b", lag=0, sampled_at=1.0))
+    r = router(*views, critical_utilisation=0.95, stale_sample_seconds=5.0)
+    held = 0
+    for i in range(1000):
+        at = 10.0 + i * 0.01  # 9 s and more after the sample
+        d = r.route(["detect"], f"cam{i % 50}", 0, {})[0]
+        if d.action is Action.HOLD:
+            held += 1
+        else:
+            assert d.processor_id is not None
+            r.record_sent(d.processor_id, at)
+    assert held == 0
+    # Only the last 5 s of sends are remembered: the count stays bounded, and still spread.
+    assert r.load("a") + r.load("b") <= 1000 / 100
+    assert abs(r.load("a") - r.load("b")) < 0.2
+
+
+def test_a_fresh_sample_still_holds_frames_the_router_itself_would_overfill() -> None:
+    r = router(pv("a", lag=0, sampled_at=1.0), critical_utilisation=0.95, stale_sample_seconds=5.0)
+    decisions = []
+    for i in range(100):
+        d = r.route(["detect"], "cam", 0, {})[0]
+        decisions.append(d.action)
+        if d.processor_id is not None:
+            r.record_sent(d.processor_id, 2.0 + i * 0.01)
+    assert decisions.count(Action.SEND) == 95 and decisions.count(Action.HOLD) == 5
+    # A new sample after the stall: its age is judged afresh, and the line holds again.
+    r.update_view([pv("a", lag=0, sampled_at=100.0)])
+    r.record_sent("a", 100.5)
+    assert r.route(["detect"], "cam", 0, {})[0].action is Action.SEND
+
+
+def test_stale_sample_seconds_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Router(stale_sample_seconds=0)

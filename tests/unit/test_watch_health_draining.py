@@ -1,0 +1,49 @@
+"""A new leader that first saw a processor draining judges it again once its draining ended."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+from agents.routing import Router
+from agents.watch_health import HealthWatch
+from app.models import ProcessorStatus
+from app.settings import Settings
+
+
+def record(status: ProcessorStatus) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "id": "p1",
+        "capabilities": ["x"],
+        "capacity": 10,
+        "partitions": 1,
+        "topic": "frames.ready.p1",
+        "consumer_group": "processor.p1",
+        "status": status.value,
+        "last_heartbeat": now,
+        "registered_at": now,
+    }
+
+
+async def test_draining_seen_first_does_not_stick_once_the_registry_says_healthy() -> None:
+    orch = mock.MagicMock(settings=Settings())
+    orch.topics.control.send = mock.AsyncMock()
+    orch.topics.load_reports.send = mock.AsyncMock()
+    orch.redis.set = mock.AsyncMock()
+    watch = HealthWatch(orch, Router())
+    watch.sampler = mock.MagicMock(sample=mock.AsyncMock(return_value={}))
+
+    def reported_status() -> str:
+        value = orch.topics.load_reports.send.call_args.kwargs["value"]
+        return str(json.loads(value)["status"])
+
+    orch.tables.registry.items.return_value = [("p1", record(ProcessorStatus.DRAINING))]
+    await watch.tick()
+    assert reported_status() == "draining"
+    # The processor's healthy heartbeat ended its draining in the registry (agents.registry_fold).
+    orch.tables.registry.items.return_value = [("p1", record(ProcessorStatus.HEALTHY))]
+    await watch.tick()
+    assert reported_status() == "healthy"
