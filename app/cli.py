@@ -16,6 +16,8 @@ from app.redact import redact_text
 from app.settings import ConfigurationError, Settings, load_settings
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
+# processor.samples.SAMPLE_KINDS (a unit test holds them equal): importing it here would load OpenCV for --help.
+SAMPLE_KINDS = ("brightness", "detector", "object_detection", "face_detection")
 
 
 def _settings() -> Settings:
@@ -90,14 +92,40 @@ def relay() -> None:
     run_relay(settings)
 
 
+_SYNTHETIC_ONLY = ("cameras", "width", "height", "malformed_ratio", "seed")
+
+
 @main.command()
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="[ID=]URL",
+    help="A real camera: rtsp(s)://, http(s)://, tcp://, udp://, a video file or /dev/videoN. Repeatable.",
+)
+@click.option(
+    "--sources-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML or JSON list of cameras: {camera_id, url, fps, loop, capabilities, priority, options}.",
+)
+@click.option("--loop", is_flag=True, help="Start file sources over at their end.")
+@click.option(
+    "--format",
+    "pixel_format",
+    type=click.Choice(["bgr24", "jpeg"]),
+    default="bgr24",
+    show_default=True,
+    help="How real cameras' pixels are stored.",
+)
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True)
 @click.option("--cameras", type=click.IntRange(1, 10_000), default=8, show_default=True, help="Synthetic cameras.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Per camera.")
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Seconds (default: run forever).",
+    help="Seconds (default: run forever, or until every file source ended).",
 )
 @click.option("--width", type=click.IntRange(1, 100_000), default=320, show_default=True)
 @click.option("--height", type=click.IntRange(1, 100_000), default=240, show_default=True)
@@ -111,7 +139,14 @@ def relay() -> None:
     help="Fraction of deliberately bad entries, to exercise dead-lettering.",
 )
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable runs.")
+@click.pass_context
 def capture(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    sources_file: Path | None,
+    loop: bool,
+    pixel_format: str,
+    jpeg_quality: int,
     cameras: int,
     fps: float,
     duration: float | None,
@@ -122,10 +157,21 @@ def capture(
     malformed_ratio: float,
     seed: int | None,
 ) -> None:
-    """Write synthetic frames to the capture stream.
+    """Write frames of real cameras (--source, --sources-file) or synthetic ones to the capture stream.
 
-    Pixels go to Redis with a TTL, metadata to CAPTURE_STREAM, as RTSP capture services write them.
+    Pixels go to Redis with a TTL (frame:{frame_id} for real cameras), metadata to CAPTURE_STREAM,
+    as detektr's rtsp-capture writes them. Without a source, synthetic cameras.
     """
+    if sources or sources_file:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in _SYNTHETIC_ONLY
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: only for synthetic cameras, not with --source")
+        _capture_cameras(sources, sources_file, loop, pixel_format, jpeg_quality, fps, duration, capabilities, priority)
+        return
     settings = _settings()
     from app.capture import run_capture
 
@@ -143,12 +189,43 @@ def capture(
     )
 
 
+def _capture_cameras(
+    sources: tuple[str, ...],
+    sources_file: Path | None,
+    loop: bool,
+    pixel_format: str,
+    jpeg_quality: int,
+    fps: float,
+    duration: float | None,
+    capabilities: str | None,
+    priority: int | None,
+) -> None:
+    from capture.service import run_video_capture
+    from capture.sources import SourceError, check_unique, load_sources, parse_source
+
+    caps = tuple(_csv(capabilities) or ())
+    try:
+        cameras = [
+            parse_source(text, n, fps, loop=loop, capabilities=caps, priority=priority)
+            for n, text in enumerate(sources)
+        ]
+        if sources_file is not None:
+            cameras += load_sources(sources_file, fps, loop=loop, capabilities=caps, priority=priority)
+        check_unique(cameras)
+    except SourceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    settings = _settings()
+    run_video_capture(settings, cameras, fmt=pixel_format, jpeg_quality=jpeg_quality, duration=duration)
+
+
 @main.command()
-@click.argument("kind", type=click.Choice(["brightness", "detector"]))
+@click.argument("kind", type=click.Choice(SAMPLE_KINDS))
 @click.option("--id", "processor_id", default=None, help="Processor id (default: derived from KIND).")
 @click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the sample's).")
 @click.option("--capacity", type=click.IntRange(1, 10_000_000), default=None, help="Frames of lag it can hold.")
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=None, help="Simulated work per frame.")
+@click.option(
+    "--latency-ms", type=click.FloatRange(min=0), default=None, help="Simulated work per frame (detector only)."
+)
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=None, help="Frames processed at once.")
 def processor(
     kind: str,
@@ -215,9 +292,9 @@ def dev(
     from app.dev import DevOptions, run_dev
 
     kinds = _csv(processors) or []
-    unknown = sorted(set(kinds) - {"brightness", "detector"})
+    unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
     if unknown:
-        raise click.BadParameter(f"unknown processor kind(s) {unknown}; choose from brightness, detector")
+        raise click.BadParameter(f"unknown processor kind(s) {unknown}; choose from {', '.join(SAMPLE_KINDS)}")
     options = DevOptions(
         cameras=cameras,
         fps=fps,

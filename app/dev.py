@@ -35,7 +35,12 @@ from app.progress import ChildStatus, Poll, ProgressView
 from app.settings import Settings
 
 # Which capability each sample processor serves; capture asks for these so frames reach them.
-SAMPLE_CAPABILITIES = {"brightness": "brightness", "detector": "object_detection"}
+SAMPLE_CAPABILITIES = {
+    "brightness": "brightness",
+    "detector": "object_detection",
+    "object_detection": "object_detection",
+    "face_detection": "face_detection",
+}
 
 WORKER_READY_TIMEOUT = 120.0
 REGISTER_TIMEOUT = 60.0
@@ -310,7 +315,7 @@ class DevRun:
             [*workers, bridge, *processors],
         ):
             return False
-        capabilities = ",".join(SAMPLE_CAPABILITIES[k] for k in opts.processors)
+        capabilities = ",".join(dict.fromkeys(SAMPLE_CAPABILITIES[k] for k in opts.processors))
         args = ["capture", "--cameras", str(opts.cameras), "--fps", str(opts.fps)]
         if capabilities:
             args += ["--capabilities", capabilities]

@@ -110,3 +110,25 @@ END_TO_END_SECONDS = Histogram(
 FRAMES_PROCESSED = Counter(
     "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
 )
+
+# --- capture of real cameras (frame-orchestrator capture --source) --------------------------
+CAPTURE_FRAMES_DECODED = Counter(
+    "frame_buffer_capture_frames_decoded_total", "Frames decoded from a camera's stream", ["camera_id"]
+)
+CAPTURE_FRAMES_PUBLISHED = Counter(
+    "frame_buffer_capture_frames_published_total",
+    "Frames whose pixels and entry were written to Redis",
+    ["camera_id"],
+)
+CAPTURE_FRAMES_DROPPED = Counter(
+    "frame_buffer_capture_frames_dropped_total",
+    "Decoded frames not published, by reason (sampled_out, publish_backlog, encode_failed, redis_error)",
+    ["camera_id", "reason"],
+)
+CAPTURE_RECONNECTS = Counter(
+    "frame_buffer_capture_reconnects_total", "Times a camera's stream was lost or could not be opened", ["camera_id"]
+)
+CAPTURE_FPS = Gauge(
+    "frame_buffer_capture_fps", "Frames per second over the last seconds, decoded or published", ["camera_id", "stage"]
+)
+CAPTURE_CONNECTED = Gauge("frame_buffer_capture_connected", "1 while the camera's stream is open", ["camera_id"])

@@ -209,7 +209,12 @@ class Settings(BaseSettings):
     orchestrator_token: SecretStr | None = Field(
         None, description="Token an SDK processor sends to ORCHESTRATOR_URL (the workers' API_TOKEN)"
     )
-    frame_ttl_seconds: int = Field(300, ge=1, description="TTL of the pixel bytes the synthetic capture stores")
+    frame_ttl_seconds: int = Field(
+        300, ge=1, description="TTL of the pixel bytes the capture (synthetic or cameras) stores"
+    )
+    capture_metrics_port: int = Field(
+        9109, ge=0, le=65535, description="Port of /metrics of `capture --source` (0 disables)"
+    )
 
     # --- API access ---------------------------------------------------------------------------
     api_token: SecretStr | None = Field(
@@ -223,7 +228,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Browser origins besides a worker's own that may send writes (comma-separated)",
     )
-    metrics_host: str = Field("0.0.0.0", description="Interface the bridge's and SDK processors' /metrics bind to")
+    metrics_host: str = Field(
+        "0.0.0.0", description="Interface the bridge's, SDK processors' and `capture --source`'s /metrics bind to"
+    )
     # --- every service -------------------------------------------------------------------------
     shutdown_grace_seconds: float = Field(
         8.0,

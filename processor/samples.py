@@ -1,10 +1,13 @@
-"""Two sample processors on the SDK, and ``run_sample`` that runs one as a service.
+"""The sample processors on the SDK, and ``run_sample`` that runs one as a service.
 
 * ``brightness``: mean brightness and a motion score (mean absolute difference from the
-  previous frame of the same camera) of gray8 pixels. Stateful: needs each camera's
-  frames in order.
-* ``detector``: an object-detector stand-in with a configurable latency and a fake,
-  deterministic detection list derived from the pixels' hash.
+  previous frame of the same camera) of the frame's intensities (gray8, bgr24, rgb24, jpeg,
+  png). Stateful: needs each camera's frames in order.
+* ``object_detection``: people, with OpenCV's HOG detector (``processor.detectors``).
+* ``face_detection``: faces, with OpenCV's Haar cascade (``processor.detectors``).
+* ``detector``: a load-test stand-in with a configurable latency and a fake, deterministic
+  detection list derived from the pixels' hash: it costs no CPU, so benchmarks and failure
+  tests measure the orchestrator, not a model.
 """
 
 from __future__ import annotations
@@ -17,40 +20,36 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import redis.asyncio as aioredis
 
+from app.camera_keys import detections_field, latest_detections_key
 from app.logs import setup_logging
 from app.settings import Settings
 from app.telemetry import setup_tracing
 from processor.client import ProcessorClient
-from processor.frame import Frame, RejectFrame
+from processor.detectors import FaceDetector, PeopleDetector
+from processor.frame import Frame, ProcessFn
+from processor.images import to_gray
+from processor.latest import RecordLatest
 
 log = logging.getLogger(__name__)
 
-GRAY8_FORMATS = frozenset({"gray8", "gray", "mono8"})
 DETECTION_LABELS = ("person", "car", "bicycle", "truck", "dog", "bag")
-SAMPLE_KINDS = ("brightness", "detector")
+SAMPLE_KINDS = ("brightness", "detector", "object_detection", "face_detection")
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "brightness": {"capabilities": ["brightness", "motion"], "capacity": 500, "latency_ms": 0.0},
     "detector": {"capabilities": ["object_detection"], "capacity": 100, "latency_ms": 20.0},
+    # The models cost tens of ms of CPU a frame: a small backlog, and two frames at once.
+    "object_detection": {"capabilities": ["object_detection"], "capacity": 50, "concurrency": 2},
+    "face_detection": {"capabilities": ["face_detection"], "capacity": 50, "concurrency": 2},
 }
 
 Gray = npt.NDArray[np.uint8]
 
 
 def gray8(frame: Frame) -> Gray:
-    """The frame's pixels as a height x width uint8 image, or RejectFrame saying why not."""
-    routed = frame.routed
-    fmt = (routed.format or "gray8").lower()
-    if fmt not in GRAY8_FORMATS:
-        raise RejectFrame("unsupported_format", f"format {routed.format!r} is not gray8")
-    if not routed.width or not routed.height:
-        raise RejectFrame("invalid_pixels", "gray8 needs width and height")
-    expected = routed.width * routed.height
-    if len(frame.pixels) != expected:
-        raise RejectFrame(
-            "invalid_pixels", f"{len(frame.pixels)} bytes for {routed.width}x{routed.height} gray8 ({expected})"
-        )
-    return np.frombuffer(frame.pixels, dtype=np.uint8).reshape(routed.height, routed.width)
+    """The frame's intensities as a height x width uint8 image, or RejectFrame saying why not."""
+    return to_gray(frame)
 
 
 def brightness(image: Gray) -> float:
@@ -134,9 +133,23 @@ def build_sample(
     """A ProcessorClient running sample ``kind``; None arguments take the sample's defaults."""
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"unknown sample processor {kind!r}; choose from {', '.join(SAMPLE_KINDS)}")
+    if latency_ms is not None and kind != "detector":
+        raise ValueError(f"latency_ms simulates work: only the detector stand-in takes it, not {kind!r}")
     defaults = _DEFAULTS[kind]
-    latency = defaults["latency_ms"] if latency_ms is None else latency_ms
-    process = BrightnessMotion() if kind == "brightness" else FakeDetector(latency)
+    latency = defaults.get("latency_ms", 0.0) if latency_ms is None else latency_ms
+    process: ProcessFn
+    if kind == "brightness":
+        process = BrightnessMotion()
+    elif kind in ("object_detection", "face_detection"):
+        detector = PeopleDetector() if kind == "object_detection" else FaceDetector()
+        # Their latest boxes per camera, for the dashboard's camera grid.
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        process = RecordLatest(detector, redis, latest_detections_key(settings.app_id), detections_field)
+    else:
+        process = FakeDetector(latency)
+    metadata: dict[str, Any] = {"sample": kind}
+    if kind == "detector":
+        metadata["latency_ms"] = latency
     return ProcessorClient(
         settings,
         processor_id or f"{kind}-1",
@@ -144,8 +157,8 @@ def build_sample(
         process,
         capacity=capacity or defaults["capacity"],
         stateful=kind == "brightness",
-        concurrency=concurrency or (1 if kind == "brightness" else 8),
-        metadata={"sample": kind, "latency_ms": latency},
+        concurrency=concurrency or defaults.get("concurrency", 1 if kind == "brightness" else 8),
+        metadata=metadata,
     )
 
 

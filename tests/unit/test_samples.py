@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -68,7 +69,12 @@ async def test_resolution_change_restarts_motion() -> None:
 
 @pytest.mark.parametrize(
     ("pixels", "fmt", "reason"),
-    [(bytes(7), "gray8", "invalid_pixels"), (bytes(8), "jpeg", "unsupported_format")],
+    [
+        (bytes(7), "gray8", "invalid_pixels"),
+        (bytes(8), "yuv420p", "unsupported_format"),
+        (bytes(8), "jpeg", "invalid_pixels"),
+        (bytes(8 * 3 - 1), "bgr24", "invalid_pixels"),
+    ],
 )
 def test_gray8_rejects_what_it_cannot_read(pixels: bytes, fmt: str, reason: str) -> None:
     with pytest.raises(RejectFrame) as info:
@@ -80,6 +86,22 @@ def test_gray8_shape_is_height_by_width() -> None:
     image = gray8(_frame(bytes(range(8)), width=4, height=2))
     assert image.shape == (2, 4)
     assert image[1, 0] == 4
+
+
+async def test_brightness_reads_colour_and_jpeg_frames_of_real_cameras() -> None:
+    # Pure blue, green and red: BT.601 weights them 0.114, 0.587 and 0.299.
+    bgr = np.zeros((2, 3, 3), dtype=np.uint8)
+    for channel in range(3):
+        bgr[:, channel, channel] = 255
+    process = BrightnessMotion()
+    first = await process(_frame(bgr.tobytes(), width=3, height=2, format="bgr24"))
+    assert first["brightness"] == pytest.approx(255 * (0.114 + 0.587 + 0.299) / 3, abs=0.5)
+    rgb = await BrightnessMotion()(_frame(bgr[:, :, ::-1].tobytes(), width=3, height=2, format="rgb24"))
+    assert rgb["brightness"] == first["brightness"]
+    ok, jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 200, dtype=np.uint8))
+    assert ok
+    encoded = await process(_frame(jpeg.tobytes(), width=16, height=16, format="jpeg", camera="cam-2"))
+    assert encoded["brightness"] == pytest.approx(200, abs=2)
 
 
 async def test_detector_is_deterministic_and_depends_on_pixels() -> None:
@@ -111,6 +133,13 @@ def test_build_sample_defaults_and_overrides() -> None:
     assert detector.concurrency == 2 and detector.spec.stateful is False
     with pytest.raises(ValueError, match="unknown sample"):
         build_sample(settings, "nope")
+    people = build_sample(settings, "object_detection")
+    faces = build_sample(settings, "face_detection", "faces-2")
+    assert (people.spec.id, people.spec.capabilities) == ("object_detection-1", ["object_detection"])
+    assert (faces.spec.id, faces.spec.capabilities) == ("faces-2", ["face_detection"])
+    assert people.concurrency == faces.concurrency == 2
+    with pytest.raises(ValueError, match="only the detector"):
+        build_sample(settings, "face_detection", latency_ms=5)
 
 
 def test_sdk_never_imports_the_faust_app() -> None:
