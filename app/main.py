@@ -25,6 +25,7 @@ from agents.routing import STALE_AFTER_SAMPLE_INTERVALS, Router
 from agents.sender import KafkaSender, RecordSender
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
+from app.camera_grid import register_camera_grid
 from app.context import Orchestrator, Tables
 from app.kafka import ensure_topics
 from app.logs import setup_logging
@@ -142,6 +143,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
     register_web(orch)
     register_health_views(orch, route_frames, settings.routing_stuck_seconds)
     _register_dashboard(app)
+    register_camera_grid(app, settings)
     if prometheus:
         from faust.sensors.prometheus import setup_prometheus_sensors
 

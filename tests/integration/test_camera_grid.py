@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,6 @@ import redis.asyncio as aioredis
 
 from app.camera_grid import CACHE_SECONDS, THUMB_WIDTH, CameraGrid
 from app.camera_keys import detections_field, latest_detections_key, latest_frames_key
-from app.devstack import free_port
 from app.models import RoutedFrame
 from app.settings import Settings
 from capture.reader import ReaderConfig
@@ -147,10 +145,7 @@ async def test_a_worker_serves_the_grid_page_json_and_thumbnails(
     write_file(video, count=5, fps=50)
     await capture_file(settings, video, camera, 5)
     cluster = Cluster(settings, tmp_path / "logs")
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.integration.grid_worker"]
-    proc = cluster.spawn("grid-worker", argv, web_port=port, web_advertised_host="127.0.0.1")
-    url = f"http://127.0.0.1:{port}"
+    proc, url = cluster.worker("grid-worker")
     try:
         await wait_ready(url, proc=proc)
         async with aiohttp.ClientSession() as session:
