@@ -27,6 +27,7 @@ from opentelemetry.trace import Link
 
 from agents.dedupe_index import DedupeIndex, batch_partition, dedupe_key
 from agents.frame_decode import Frame, Invalid, decode_frame, from_event
+from agents.progress import ProgressWatch
 from agents.record_acks import PendingRecord, RecordAcks
 from agents.routing import Action, Decision, Router
 from agents.sender import Headers, RecordSender
@@ -82,12 +83,18 @@ class FrameRouting:
         self._ready_topics: dict[str, str] = {}
         self._routed_metric: dict[tuple[str, str], Any] = {}
         self._affinities: dict[str, dict[str, str]] = {}
+        # How long a captured record has been in hand: a protected frame held for ever shows here.
+        self.progress = ProgressWatch()
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
         """One captured record: its frames routed, the record acked once all it led to is acked."""
         started = time.perf_counter()
-        await self._acked(event, self._route_record)
+        self.progress.entered(time.monotonic())
+        try:
+            await self._acked(event, self._route_record)
+        finally:
+            self.progress.left(time.monotonic())
         ROUTING_LATENCY.observe(time.perf_counter() - started)
 
     async def on_waiting(self, event: Any) -> None:

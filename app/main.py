@@ -141,7 +141,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
     register_worker_timers(orch, router)
     register_watch_health(orch, router)
     register_web(orch)
-    register_health_views(orch, route_frames, settings.routing_stuck_seconds)
+    register_health_views(orch, route_frames, routing.progress, settings.routing_stuck_seconds)
     _register_dashboard(app)
     register_camera_grid(app, settings)
     if prometheus:

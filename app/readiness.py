@@ -14,61 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import faust
 from aiokafka.client import AIOKafkaClient
 from faust import web
-from faust.sensors import Sensor
 
+from agents.progress import ProgressWatch
 from app.context import Orchestrator
 from app.kafka_security import PLAINTEXT, KafkaSecurity
 
 PROBE_TIMEOUT_SECONDS = 2.0
-
-
-class ProgressWatch:
-    """Whether events go through a stage. Pure: time is passed in."""
-
-    __slots__ = ("_active", "_busy_since")
-
-    def __init__(self) -> None:
-        self._active = 0
-        self._busy_since: float | None = None
-
-    def entered(self, now: float) -> None:
-        if self._active == 0:
-            self._busy_since = now
-        self._active += 1
-
-    def left(self, now: float) -> None:
-        self._active = max(0, self._active - 1)
-        # Progress: the clock restarts for what is still in hand.
-        self._busy_since = now if self._active else None
-
-    def stuck_for(self, now: float) -> float:
-        """Seconds the stage has held events without finishing one (0 when idle or moving)."""
-        return 0.0 if self._busy_since is None else max(0.0, now - self._busy_since)
-
-
-class TopicProgressSensor(Sensor):
-    """Feeds a ProgressWatch with the stream events of one topic (Faust calls these hooks)."""
-
-    def __init__(self, topic: str, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.topic = topic
-        self.clock = clock
-        self.watch = ProgressWatch()
-
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> dict[str, Any] | None:
-        if tp.topic == self.topic:
-            self.watch.entered(self.clock())
-        return None
-
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
-        if tp.topic == self.topic:
-            self.watch.left(self.clock())
 
 
 def agent_alive(agent: Any) -> bool:
@@ -132,11 +88,11 @@ def verdict(checks: dict[str, Any], stuck_for: float, stuck_after: float) -> boo
 class Readiness:
     """What /ready reports, for one worker."""
 
-    def __init__(self, orch: Orchestrator, routing_agent: Any, stuck_after: float) -> None:
+    def __init__(self, orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float) -> None:
         self.orch = orch
         self.routing_agent = routing_agent
+        self.progress = progress
         self.stuck_after = stuck_after
-        self.sensor = TopicProgressSensor(orch.settings.captured_topic)
         self.probe = BrokerProbe(
             orch.settings.bootstrap_servers, f"{orch.settings.app_id}-ready", orch.settings.kafka_security
         )
@@ -159,18 +115,21 @@ class Readiness:
         recovery = getattr(app.tables, "recovery", None)
         checks["recovered"] = bool(app.started and recovery is not None and recovery.completed.is_set())
         checks["routing_alive"] = agent_alive(self.routing_agent)
-        stuck_for = self.sensor.watch.stuck_for(time.monotonic())
+        stuck_for = self.progress.stuck_for(time.monotonic())
         checks["routing_stuck_seconds"] = round(stuck_for, 1)
         checks["ready"] = verdict(checks, stuck_for, self.stuck_after)
         checks["boot_id"] = self.orch.boot_id
         return checks
 
 
-def register_health_views(orch: Orchestrator, routing_agent: Any, stuck_after: float) -> Readiness:
-    """/live, /ready and /health on the worker's web server; the sensor joins the app's sensors."""
+def register_health_views(
+    orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float
+) -> Readiness:
+    """/live, /ready and /health on the worker's web server. ``progress`` is fed by the routing
+    agent itself: its stream acks by hand, so Faust's per-event sensor hooks never see an event
+    leave it."""
     app = orch.app
-    readiness = Readiness(orch, routing_agent, stuck_after)
-    app.sensors.add(readiness.sensor)
+    readiness = Readiness(orch, routing_agent, progress, stuck_after)
 
     @app.page("/live")
     class Live(web.View):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,3 +56,23 @@ async def test_a_router_holding_a_protected_frame_is_live_but_not_ready(cluster:
     assert status == 503 and health["routing_stuck_seconds"] >= STUCK_AFTER
     status, live = await http_json("GET", f"{url}/live")
     assert status == 200 and live["live"] is True
+
+
+async def test_a_router_that_routes_stays_ready_past_the_stuck_limit(cluster: Cluster) -> None:
+    # The routing agent acks by hand, after deliveries: readiness must see its progress anyway.
+    settings = cluster.settings
+    worker, url = cluster.worker("worker")
+    await wait_ready(url, proc=worker)
+    spec = {"id": "roomy", "capabilities": ["motion"], "capacity": 100_000}
+    status, _ = await http_json("POST", f"{url}/api/v1/processors/register", spec)
+    assert status == 201
+    await produce_frames(settings, [small_frame(f"r-{n}", "cam", n, f"px:{n}", ["motion"]) for n in range(20)])
+
+    async def routed() -> Any:
+        _, stats = await http_json("GET", f"{url}/api/v1/frames/stats")
+        return stats if stats["routed"] >= 20 else None
+
+    await wait_until(routed, 30, interval=0.2, what="20 routed frames")
+    await asyncio.sleep(STUCK_AFTER + 1.0)
+    status, ready = await http_json("GET", f"{url}/ready")
+    assert status == 200 and ready["routing_stuck_seconds"] == 0.0, ready

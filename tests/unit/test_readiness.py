@@ -9,7 +9,8 @@ from typing import Any
 import faust
 import pytest
 
-from app.readiness import ProgressWatch, agent_alive, verdict
+from agents.progress import ProgressWatch
+from app.readiness import agent_alive, verdict
 
 
 def test_a_stage_holding_events_without_finishing_one_is_stuck_for_that_long() -> None:
