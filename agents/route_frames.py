@@ -133,8 +133,9 @@ class FrameRouting:
             if latest[key] != frame.frame_id:
                 await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
                 return
-            affinity: dict[str, str] = self.orch.tables.affinity[frame.camera_id]
-            decision = self.router.route([capability], frame.camera_id, frame.priority, affinity)[0]
+            decision = self.router.route(
+                [capability], frame.camera_id, frame.priority, self._affinity(frame.camera_id)
+            )[0]
             if decision.action is Action.SEND:
                 await (await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at()))
                 self._flush(partition)
