@@ -186,8 +186,14 @@ def _register_dashboard(app: faust.App) -> None:
 _CRASHING: set[asyncio.Future[None]] = set()
 
 
-def _crash(worker: faust.Worker, exc: BaseException) -> None:
+def _crash(worker: GracefulWorker, exc: BaseException) -> None:
+    """Stop the worker with an error, so it is restarted and routes again from the last commit.
+
+    Faust's stop waits on the broker, which may be the very thing that failed: like SIGTERM, a
+    crash ends the process within the shutdown grace whatever the broker does.
+    """
     if not worker.crashed and not _CRASHING:
+        exit_after(worker.shutdown_grace, "worker")
         future = asyncio.ensure_future(worker.crash(exc))
         _CRASHING.add(future)
 

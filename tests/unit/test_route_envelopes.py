@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -164,7 +165,7 @@ async def test_per_camera_order_holds_across_envelopes_and_holds(
 ) -> None:
     built, sent = worker
     sent.records.clear()
-    run = id(cameras)
+    run = next(_RUNS)  # frame ids unique across examples: the worker's dedupe index outlives each one
     caps = ["object_detection"]
     frames = [(cam, f"{run}-{i}") for i, cam in enumerate(cameras)]
     records: list[list[tuple[str, str]]] = []
@@ -185,6 +186,9 @@ async def test_per_camera_order_holds_across_envelopes_and_holds(
     for cam in {"c1", "c2", "c3"}:
         expected = [fid for c, fid in frames if c == cam]
         assert [fid for fid in sent_order if fid in expected] == expected
+
+
+_RUNS = itertools.count()
 
 
 def _in_send_order(sent: Sent) -> list[dict[str, Any]]:
