@@ -36,7 +36,7 @@ from app.context import Orchestrator
 from app.deadletter import count_letter, frame_letter
 from app.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
 from app.models import FrameEvent
-from app.telemetry import context_from_headers, context_from_traceparent, headers_for, tracer
+from app.telemetry import context_from_headers, context_from_traceparent, headers_for, trace_headers, tracer
 
 log = logging.getLogger(__name__)
 _TRACER = tracer("frame_buffer.router")
@@ -426,12 +426,7 @@ def _routed_at() -> str:
 
 def _frame_headers(frame: Frame) -> list[tuple[str, bytes]]:
     """The frame's own trace context as record headers (an envelope's frames have no others)."""
-    if not frame.traceparent:
-        return []
-    headers = [("traceparent", frame.traceparent.encode())]
-    if frame.tracestate:
-        headers.append(("tracestate", frame.tracestate.encode()))
-    return headers
+    return trace_headers(frame.traceparent, frame.tracestate)
 
 
 def _origin(event: Any, prefix: str = "") -> str:

@@ -94,3 +94,13 @@ def traceparent_of(ctx: Context | None = None) -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=ctx)
     return carrier.get("traceparent")
+
+
+def trace_headers(traceparent: str | None, tracestate: str | None = None) -> list[tuple[str, bytes]]:
+    """A trace context already in W3C text form as record headers, with no span in between."""
+    if not traceparent:
+        return []
+    headers = [("traceparent", traceparent.encode())]
+    if tracestate:
+        headers.append(("tracestate", tracestate.encode()))
+    return headers

@@ -36,7 +36,7 @@ from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
 from app.shutdown import exit_after
-from app.telemetry import context_from_traceparent, headers_for, setup_tracing, traceparent_of
+from app.telemetry import context_from_traceparent, headers_for, setup_tracing, trace_headers, traceparent_of
 from app.telemetry import tracer as get_tracer
 from bridge import letters, poison, trim
 from bridge.names import (
@@ -429,7 +429,7 @@ class Bridge:
         if not traced:
             # Without a recording tracer a span costs a context parse and an object per frame for
             # nothing: the capture's own trace context travels on unchanged.
-            headers = _trace_headers(frame)
+            headers = trace_headers(frame.traceparent, frame.tracestate)
         else:
             parent = context_from_traceparent(frame.traceparent, frame.tracestate)
             span = self._tracer.start_span("bridge.mirror", context=parent, kind=SpanKind.PRODUCER)
@@ -541,15 +541,6 @@ def run_bridge(settings: Settings) -> None:
         asyncio.run(_serve_until_signalled(settings))
     finally:
         provider.shutdown()
-
-
-def _trace_headers(frame: FrameEvent) -> list[tuple[str, bytes]]:
-    if not frame.traceparent:
-        return []
-    headers = [("traceparent", frame.traceparent.encode())]
-    if frame.tracestate:
-        headers.append(("tracestate", frame.tracestate.encode()))
-    return headers
 
 
 async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
