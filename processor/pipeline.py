@@ -33,7 +33,7 @@ from app.settings import Settings
 from app.telemetry import context_from_headers, headers_for, tracer
 from processor.done import DoneMarkers
 from processor.frame import Frame, ProcessFn, RejectFrame
-from processor.pixels import PixelStore
+from processor.pixels import PixelStore, missing_pixels
 
 log = logging.getLogger(__name__)
 Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
@@ -267,9 +267,10 @@ class FramePipeline:
         ready: list[tuple[ConsumerRecord[bytes, bytes], Frame]] = []
         for (record, routed), data in zip(frames, pixels, strict=True):
             if data is None:
-                why = f"no pixels under key {routed.frame_key!r}" if routed.frame_key else "frame has no frame_key"
+                age = (utcnow() - routed.captured_at).total_seconds()
+                reason, why = missing_pixels(routed.frame_key, age, self.settings.frame_ttl_seconds)
                 ctx = context_from_headers(record.headers)
-                acks.append(await self._dead_letter("pixels_missing", why, routed, ctx=ctx))
+                acks.append(await self._dead_letter(reason, why, routed, ctx=ctx))
             else:
                 ready.append((record, Frame(routed, data, record.partition, record.offset)))
 

@@ -31,3 +31,21 @@ class PixelStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def missing_pixels(frame_key: str | None, age_seconds: float, ttl_seconds: float) -> tuple[str, str]:
+    """Why a frame has no pixels, as a dead-letter reason and detail.
+
+    A frame older than the capture's pixel TTL most likely waited too long (held while every
+    processor was full, or in a lagging topic): ``pixels_expired`` says so, apart from a key that
+    was never written or was removed (``pixels_missing``).
+    """
+    if not frame_key:
+        return "pixels_missing", "frame has no frame_key"
+    if age_seconds >= ttl_seconds:
+        return (
+            "pixels_expired",
+            f"no pixels under key {frame_key!r}: the frame is {age_seconds:.0f} s old, "
+            f"past FRAME_TTL_SECONDS ({ttl_seconds:.0f} s)",
+        )
+    return "pixels_missing", f"no pixels under key {frame_key!r}"

@@ -149,3 +149,12 @@ def test_sdk_never_imports_the_faust_app() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_pixels_gone_after_the_capture_ttl_are_reported_as_expired() -> None:
+    from processor.pixels import missing_pixels
+
+    assert missing_pixels("frame:f1", 400.0, 300)[0] == "pixels_expired"
+    assert "FRAME_TTL_SECONDS (300 s)" in missing_pixels("frame:f1", 400.0, 300)[1]
+    assert missing_pixels("frame:f1", 10.0, 300) == ("pixels_missing", "no pixels under key 'frame:f1'")
+    assert missing_pixels(None, 400.0, 300) == ("pixels_missing", "frame has no frame_key")
