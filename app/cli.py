@@ -273,6 +273,12 @@ def processor(
 @click.option(
     "--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: a new temp dir."
 )
+@click.option(
+    "--demo-video/--no-demo-video",
+    default=True,
+    show_default=True,
+    help="Also play a generated clip through the real people detector (camera demo-video).",
+)
 def dev(
     cameras: int,
     fps: float,
@@ -281,6 +287,7 @@ def dev(
     duration: float | None,
     web_port: int,
     log_dir: Path | None,
+    demo_video: bool,
 ) -> None:
     """Run the whole pipeline locally, with live progress.
 
@@ -303,6 +310,7 @@ def dev(
         duration=duration,
         web_port=web_port,
         log_dir=log_dir,
+        demo_video=demo_video,
     )
     sys.exit(run_dev(settings, options))
 

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from app.devstack import DevStack, DevStackError, dies_with_parent, free_port
 from app.progress import ChildStatus, Poll, ProgressView
 from app.settings import Settings
+from capture.demo import write_demo_video
 
 # Which capability each sample processor serves; capture asks for these so frames reach them.
 SAMPLE_CAPABILITIES = {
@@ -45,6 +46,10 @@ SAMPLE_CAPABILITIES = {
 WORKER_READY_TIMEOUT = 120.0
 REGISTER_TIMEOUT = 60.0
 STOP_GRACE = {"capture": 10.0, "bridge": 20.0, "processor": 20.0, "worker": 30.0}
+DEMO_CAMERA = "demo-video"
+DEMO_CAPABILITY = "people_detection"
+DEMO_PROCESSOR = "dev-people"
+DEMO_FPS = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ class DevOptions:
     duration: float | None = None
     web_port: int = 6066
     log_dir: Path | None = None
+    # One more camera that plays a generated clip of a walking figure through the real people
+    # detector, on a capability of its own so the synthetic cameras never load that model.
+    demo_video: bool = True
 
 
 class DevError(RuntimeError):
@@ -234,6 +242,7 @@ class DevRun:
         base = self.base_url
         urls = [
             ("dashboard", f"{base}/"),
+            ("cameras", f"{base}/cameras"),
             ("REST API", f"{base}/api/v1/processors/"),
             ("metrics", f"{base}/metrics"),
             ("bridge", f"http://127.0.0.1:{self.bridge_metrics_port}/metrics"),
@@ -295,6 +304,15 @@ class DevRun:
         if not self._wait("waiting for worker-0", lambda: health_ready(self.base_url), WORKER_READY_TIMEOUT, workers):
             return False
         ids = []
+        if opts.demo_video:
+            ids.append(DEMO_PROCESSOR)
+            self._child(
+                DEMO_PROCESSOR,
+                "processor",
+                ["processor", "object_detection", "--id", DEMO_PROCESSOR, "--capabilities", DEMO_CAPABILITY],
+                orchestrator_url=self.base_url,
+                processor_metrics_port=free_port(),
+            )
         for kind in opts.processors:
             pid = f"dev-{kind}"
             ids.append(pid)
@@ -320,6 +338,16 @@ class DevRun:
         if capabilities:
             args += ["--capabilities", capabilities]
         self._child("capture", "capture", args)
+        if opts.demo_video:
+            clip = write_demo_video(self.log_dir / "demo.mp4")
+            source = f"{DEMO_CAMERA}={clip}"
+            video_args = ["capture", "--source", source, "--loop", "--fps", str(DEMO_FPS)]
+            self._child(
+                "capture-video",
+                "capture",
+                [*video_args, "--capabilities", DEMO_CAPABILITY],
+                capture_metrics_port=free_port(),
+            )
         return True
 
     def _registered(self, ids: list[str]) -> bool:

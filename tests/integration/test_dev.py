@@ -119,7 +119,7 @@ def test_dev_runs_frames_through_every_stage_and_leaves_no_process(make_settings
     assert totals, output
     captured, routed, processed = (int(totals[-1].group(i)) for i in (1, 2, 3))
     assert captured > 0 and routed > 0 and processed > 0, output
-    for name in ("worker-0", "bridge", "capture", "dev-brightness", "dev-detector"):
+    for name in ("worker-0", "bridge", "capture", "dev-brightness", "dev-detector", "capture-video", "dev-people"):
         assert (tmp_path / "logs" / f"{name}.log").exists(), name
         assert f"started {name} (pid" in output
     # Workers, bridge, processors and capture, each started in a session of its own.
