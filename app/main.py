@@ -203,15 +203,17 @@ def _register_dashboard(app: faust.App) -> None:
     register_dashboard(app)
 
 
-_CRASHING: set[asyncio.Future[None]] = set()
+# Held until done (the loop keeps only a weak reference to a task), and one per service: the
+# failures of one batch of sends arrive together, and each crash() call logs the reason again.
+_CRASHING: dict[mode.Service, asyncio.Future[None]] = {}
 
 
 def _crash(service: mode.Service, exc: BaseException) -> None:
-    if not service.crashed:
-        # Held until done: the loop keeps only a weak reference to a task.
-        future = asyncio.ensure_future(service.crash(exc))
-        _CRASHING.add(future)
-        future.add_done_callback(_CRASHING.discard)
+    if service.crashed or service in _CRASHING:
+        return
+    future = asyncio.ensure_future(service.crash(exc))
+    _CRASHING[service] = future
+    future.add_done_callback(lambda _: _CRASHING.pop(service, None))
 
 
 def required_topics(settings: Settings) -> list[tuple[str, int]]:
@@ -263,6 +265,11 @@ class GracefulWorker(faust.Worker):
             security=settings.kafka_security,
         )
         setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
+
+    def _crash(self, reason: BaseException) -> None:
+        # A crash stops the worker as a signal does, and its stop can wait on the broker as long.
+        exit_after(self.shutdown_grace, "worker")
+        super()._crash(reason)
 
     def _on_sigterm(self) -> None:
         exit_after(self.shutdown_grace, "worker")

@@ -128,14 +128,21 @@ async def test_the_worker_creates_the_shared_topics_and_sets_up_tracing_before_t
     ]
 
 
-async def test_a_routed_record_refused_for_good_crashes_the_worker_running_the_app(tmp_path: Path) -> None:
-    built = create_worker_app(unit_settings(tmp_path))
+async def test_a_routed_record_refused_for_good_crashes_the_worker_running_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    armed: list[tuple[float, str]] = []
+    monkeypatch.setattr(main, "exit_after", lambda grace, service: armed.append((grace, service)))
+    built = create_worker_app(unit_settings(tmp_path, shutdown_grace_seconds=3.5))
     worker = built.app.conf.Worker(built.app)
     list(worker.on_init_dependencies())  # attaches the app under the worker, as starting it does
     refused = RuntimeError("refused by the broker")
     assert built.routing.on_fatal is not None
     built.routing.on_fatal(refused)
     built.routing.on_fatal(RuntimeError("a second failure"))
-    await asyncio.gather(*main._CRASHING)
+    assert len(main._CRASHING) == 1
+    await asyncio.gather(*main._CRASHING.values())
     assert worker.crashed
     assert worker.crash_reason is refused
+    # Its stop is bounded as a signalled one is.
+    assert armed == [(3.5, "worker")]
