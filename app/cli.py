@@ -13,16 +13,17 @@ from pathlib import Path
 import click
 
 from app.redact import redact_text
-from app.settings import ConfigurationError, Settings, load_settings
+from app.settings import LOG_LEVELS, ConfigurationError, Settings, load_settings
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
 # processor.samples.SAMPLE_KINDS (a unit test holds them equal): importing it here would load OpenCV for --help.
 SAMPLE_KINDS = ("brightness", "detector", "object_detection", "face_detection")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
+    """The environment's settings; ``overrides`` (command-line options, None when not given) win."""
     try:
-        return load_settings()
+        return load_settings(**{name: value for name, value in overrides.items() if value is not None})
     except ConfigurationError as exc:
         click.echo(str(exc.code), err=True)
         raise SystemExit(2) from None
@@ -57,12 +58,22 @@ def main() -> None:
 
 
 @main.command()
-def worker() -> None:
+# Faust's own worker flags, so `faust -A app.main worker` habits carry over; each is one of our settings.
+@click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Overrides LOG_LEVEL.",
+)
+@click.option("-p", "--web-port", type=click.IntRange(1, 65535), default=None, help="Overrides WEB_PORT.")
+@click.option("-D", "--datadir", type=click.Path(file_okay=False), default=None, help="Overrides DATA_DIR.")
+def worker(loglevel: str | None, web_port: int | None, datadir: str | None) -> None:
     """Run one orchestrator worker (Faust).
 
     Routing agents, tables, the REST API, the dashboard and /metrics on WEB_PORT.
     """
-    settings = _settings()
+    settings = _settings(log_level=loglevel, web_port=web_port, data_dir=datadir)
     from app.main import run_worker
 
     run_worker(settings)

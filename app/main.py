@@ -2,18 +2,23 @@
 
 ``create_worker_app`` declares topics, tables, agents, timers and web views on a new
 faust.App; nothing registers itself as an import side effect. ``run_worker`` is the
-entrypoint (CLI ``frame-orchestrator worker``, ``python -m app.main``).
+entrypoint (CLI ``frame-orchestrator worker``, ``python -m app.main``). The module attribute
+``app`` is that app built from the environment on first access, for Faust's own command line
+(``faust -A app.main worker``, ``tables``, ``agents``, ``send``, ...); its ``Worker`` setting
+is ``GracefulWorker``, so ``faust -A app.main worker`` starts what ``run_worker`` starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import faust
+import mode
 from aiohttp.web import Response
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -52,12 +57,18 @@ def faust_app(settings: Settings) -> faust.App:
     app_class = app_with_fetch_wait(settings.consumer_fetch_max_wait_ms)
     return app_class(
         settings.app_id,
+        # Faust would read its own variables (BROKER_URL, TOPIC_PARTITIONS, WEB_HOST, ...) over
+        # these arguments: a stray BROKER_URL would silently beat KAFKA_BROKER. Ours are the only set.
+        env={},
+        Worker=worker_class(settings),
         broker=settings.kafka_broker,
         broker_credentials=settings.kafka_security.faust_credentials(),
         store=settings.store,
         datadir=settings.data_dir,
         web_enabled=True,
         web_bind=settings.web_host,
+        # Faust's `worker --web-port` rebuilds canonical_url from web_host: keep it the advertised host.
+        web_host=host,
         web_port=settings.web_port,
         canonical_url=f"http://{host}:{settings.web_port}",
         topic_partitions=settings.captured_partitions,
@@ -117,7 +128,16 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         critical_utilisation=settings.bp_critical,
         stale_sample_seconds=STALE_AFTER_SAMPLE_INTERVALS * settings.lag_sample_interval,
     )
-    routing = FrameRouting(orch, router, sender or _kafka_sender(settings), lambda: refresh_view(orch, router))
+    routing = FrameRouting(
+        orch,
+        router,
+        sender or _kafka_sender(settings),
+        lambda: refresh_view(orch, router),
+        # A routed record that Kafka refused for good must not be committed past: stop, and the
+        # restarted worker routes again from the last commit. Crashing the app crashes the worker
+        # running it, whichever command started that worker.
+        on_fatal=lambda exc: _crash(app, exc),
+    )
 
     @app.agent(topics.captured, name="route_frames")
     async def route_frames(stream: faust.StreamT[bytes]) -> None:
@@ -183,19 +203,17 @@ def _register_dashboard(app: faust.App) -> None:
     register_dashboard(app)
 
 
-_CRASHING: set[asyncio.Future[None]] = set()
+# Held until done (the loop keeps only a weak reference to a task), and one per service: the
+# failures of one batch of sends arrive together, and each crash() call logs the reason again.
+_CRASHING: dict[mode.Service, asyncio.Future[None]] = {}
 
 
-def _crash(worker: GracefulWorker, exc: BaseException) -> None:
-    """Stop the worker with an error, so it is restarted and routes again from the last commit.
-
-    Faust's stop waits on the broker, which may be the very thing that failed: like SIGTERM, a
-    crash ends the process within the shutdown grace whatever the broker does.
-    """
-    if not worker.crashed and not _CRASHING:
-        exit_after(worker.shutdown_grace, "worker")
-        future = asyncio.ensure_future(worker.crash(exc))
-        _CRASHING.add(future)
+def _crash(service: mode.Service, exc: BaseException) -> None:
+    if service.crashed or service in _CRASHING:
+        return
+    future = asyncio.ensure_future(service.crash(exc))
+    _CRASHING[service] = future
+    future.add_done_callback(lambda _: _CRASHING.pop(service, None))
 
 
 def required_topics(settings: Settings) -> list[tuple[str, int]]:
@@ -214,13 +232,44 @@ def required_topics(settings: Settings) -> list[tuple[str, int]]:
 
 
 class GracefulWorker(faust.Worker):
-    """A Faust worker that is gone within ``shutdown_grace`` seconds of SIGTERM/SIGINT.
+    """The worker of our app, however started: gone within ``shutdown_grace`` seconds of SIGTERM/SIGINT,
+    with the shared topics created and tracing set up before the app starts.
 
     Faust's own stop waits on the broker (commits, leaving the group, flushing), for ever
-    when the broker is gone; mode dispatches both signals to these two handlers.
+    when the broker is gone; mode dispatches both signals to these two handlers. The app's
+    ``Worker`` setting is a subclass bound to its Settings (``worker_class``), which is how
+    ``faust -A app.main worker`` gets here too.
     """
 
+    settings: ClassVar[Settings]
     shutdown_grace = 8.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_grace = self.settings.shutdown_grace_seconds
+        # At WARN and above Faust adds a terminal spinner that spins on every log record, and to feed
+        # it lowers the root logger to DEBUG: every debug() call in Faust and aiokafka then builds a
+        # record (several per frame), only for the spinner to drop it. We have no terminal to spin.
+        self.spinner = None
+
+    async def on_first_start(self) -> None:
+        # Runs before the app, a dependency of the worker, starts; after Faust set up logging and
+        # the signal handlers, so a SIGTERM while the broker is still unreachable is obeyed.
+        await super().on_first_start()
+        settings = self.settings
+        setup_logging(settings.log_level)
+        await ensure_topics(
+            settings.bootstrap_servers,
+            required_topics(settings),
+            settings.topic_replication_factor,
+            security=settings.kafka_security,
+        )
+        setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
+
+    def _crash(self, reason: BaseException) -> None:
+        # A crash stops the worker as a signal does, and its stop can wait on the broker as long.
+        exit_after(self.shutdown_grace, "worker")
+        super()._crash(reason)
 
     def _on_sigterm(self) -> None:
         exit_after(self.shutdown_grace, "worker")
@@ -231,29 +280,40 @@ class GracefulWorker(faust.Worker):
         super()._on_sigint()
 
 
+def worker_class(settings: Settings) -> type[GracefulWorker]:
+    """A GracefulWorker bound to ``settings``: what the app's ``Worker`` setting names."""
+
+    class Worker(GracefulWorker):
+        pass
+
+    Worker.settings = settings
+    return Worker
+
+
 def run_worker(settings: Settings) -> None:
     """Run one Faust worker until SIGTERM/SIGINT; blocking."""
     setup_logging(settings.log_level)
-    asyncio.run(
-        ensure_topics(
-            settings.bootstrap_servers,
-            required_topics(settings),
-            settings.topic_replication_factor,
-            security=settings.kafka_security,
-        )
-    )
-    setup_tracing(settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio)
     worker_app = create_worker_app(settings, prometheus=settings.faust_prometheus)
-    worker = GracefulWorker(worker_app.app, loglevel=settings.log_level)
-    worker.shutdown_grace = settings.shutdown_grace_seconds
-    # At WARN and above Faust adds a terminal spinner that spins on every log record, and to feed
-    # it lowers the root logger to DEBUG: every debug() call in Faust and aiokafka then builds a
-    # record (several per frame), only for the spinner to drop it. We have no terminal to spin.
-    worker.spinner = None
-    # A routed record that Kafka refused for good must not be committed past: stop, and the
-    # restarted worker routes again from the last commit.
-    worker_app.routing.on_fatal = lambda exc: _crash(worker, exc)
+    worker = cast(type[GracefulWorker], worker_app.app.conf.Worker)(worker_app.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
+
+
+@functools.cache
+def _app_from_environment() -> faust.App:
+    settings = load_settings()
+    return create_worker_app(settings, prometheus=settings.faust_prometheus).app
+
+
+if TYPE_CHECKING:
+    app: faust.App
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Built on first access, not at import: importing this module (tests, the CLI, benchmarks)
+        # must read no environment and declare no app.
+        if name == "app":
+            return _app_from_environment()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

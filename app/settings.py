@@ -25,6 +25,7 @@ _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _MAX_READY_PREFIX = MAX_TOPIC_LENGTH - 100
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 MIN_TOKEN_LENGTH = 16
+LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 
 
 class ConfigurationError(SystemExit):
@@ -337,8 +338,8 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
-        if value not in {"crit", "error", "warn", "info", "debug"}:
-            raise ValueError("must be one of crit, error, warn, info, debug")
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value
 
     @model_validator(mode="after")

@@ -123,3 +123,30 @@ def test_migrate_names_its_source() -> None:
     result = CliRunner().invoke(main, ["migrate", "--dry-run"])
     assert result.exit_code == 2
     assert "--from-v1" in result.output
+
+
+def test_worker_help_shows_fausts_worker_flags() -> None:
+    output = CliRunner().invoke(main, ["worker", "--help"]).output
+    for flag in ("-l, --loglevel", "-p, --web-port", "-D, --datadir"):
+        assert flag in output
+
+
+def run_worker_with(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]) -> Settings:
+    import app.main
+
+    started: list[Settings] = []
+    monkeypatch.setattr(app.main, "run_worker", started.append)
+    result = CliRunner().invoke(main, ["worker", *args], env=env)
+    assert result.exit_code == 0, result.output
+    [settings] = started
+    return settings
+
+
+def test_worker_flags_override_the_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = {"LOG_LEVEL": "warn", "WEB_PORT": "6100", "DATA_DIR": str(tmp_path / "env")}
+    settings = run_worker_with(monkeypatch, ["-l", "DEBUG", "--web-port", "7001", "--datadir", str(tmp_path)], env)
+    assert (settings.log_level, settings.web_port, settings.data_dir) == ("debug", 7001, str(tmp_path))
+    unflagged = run_worker_with(monkeypatch, [], env)
+    assert (unflagged.log_level, unflagged.web_port, unflagged.data_dir) == ("warn", 6100, str(tmp_path / "env"))

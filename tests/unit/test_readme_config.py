@@ -68,3 +68,14 @@ def test_every_metric_is_listed_in_the_readme() -> None:
     # Counters drop their _total suffix in _name; the README lists the exposed name, which contains it.
     missing = [name for name in declared if f"`{name}" not in text]
     assert not missing, f"list these metrics under Observability in README.md: {missing}"
+
+
+def test_every_table_is_in_the_readmes_table_views() -> None:
+    from app.main import create_worker_app
+
+    built = create_worker_app(Settings(store="memory://", kafka_broker="kafka://127.0.0.1:1"))
+    names = [table.name for table in built.app.tables.values()]
+    assert names
+    text = README.read_text(encoding="utf-8")
+    missing = [name for name in names if f"| `{name}` |" not in text]
+    assert not missing, f"list these tables under Faust's table views in README.md: {missing}"
