@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,16 @@ from app.kafka_security import PLAINTEXT, KafkaSecurity
 from app.partitions import PartitionCache
 
 Headers = Sequence[tuple[str, bytes]]
+RETRIES = 5
+RETRY_BASE_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] | None
 
 
 class RecordSender(Protocol):
@@ -43,6 +54,7 @@ class KafkaSender:
         self._producer: AIOKafkaProducer | None = None
         self._partitions: PartitionCache | None = None
         self._lock = asyncio.Lock()
+        self._retrying: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         async with self._lock:
@@ -53,16 +65,56 @@ class KafkaSender:
                 self._partitions = PartitionCache(self._producer)
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None = None) -> asyncio.Future[Any]:
+        """Queue the record; the returned future settles once Kafka took it or refused it for good.
+
+        A delivery that fails with an error Kafka calls retriable (a leader moving, a request
+        timing out) is sent again, up to ``RETRIES`` times with a growing pause, before its
+        future fails: one broker hiccup must not stop the worker. A retried record may land
+        after records sent later to the same partition.
+        """
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._attempt(outcome, _Record(topic, key, value, list(headers) if headers else None), RETRIES)
+        return outcome
+
+    async def _attempt(self, outcome: asyncio.Future[Any], record: _Record, retries_left: int) -> None:
         if self._producer is None:
             await self.start()
         assert self._producer is not None and self._partitions is not None
-        partition = await self._partitions.partition(topic, key)
-        future: asyncio.Future[Any] = await self._producer.send(
-            topic, value=value, key=key, headers=list(headers) if headers else None, partition=partition
+        partition = await self._partitions.partition(record.topic, record.key)
+        delivery: asyncio.Future[Any] = await self._producer.send(
+            record.topic, value=record.value, key=record.key, headers=record.headers, partition=partition
         )
-        return future
+        delivery.add_done_callback(lambda done: self._settle(outcome, done, record, retries_left))
+
+    def _settle(
+        self, outcome: asyncio.Future[Any], delivery: asyncio.Future[Any], record: _Record, retries_left: int
+    ) -> None:
+        if outcome.done():
+            return
+        if delivery.cancelled():
+            outcome.cancel()
+            return
+        error = delivery.exception()
+        if error is None:
+            outcome.set_result(delivery.result())
+        elif retries_left > 0 and getattr(error, "retriable", False):
+            retry = asyncio.ensure_future(self._retry(outcome, record, retries_left - 1))
+            self._retrying.add(retry)
+            retry.add_done_callback(self._retrying.discard)
+        else:
+            outcome.set_exception(error)
+
+    async def _retry(self, outcome: asyncio.Future[Any], record: _Record, retries_left: int) -> None:
+        await asyncio.sleep(RETRY_BASE_SECONDS * 2 ** (RETRIES - 1 - retries_left))
+        try:
+            await self._attempt(outcome, record, retries_left)
+        except Exception as exc:  # the send itself refused: that is the record's outcome
+            if not outcome.done():
+                outcome.set_exception(exc)
 
     async def stop(self) -> None:
+        for retry in list(self._retrying):
+            retry.cancel()  # its record's future stays open: that record is never acked
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()  # flushes what is queued first
