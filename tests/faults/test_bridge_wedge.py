@@ -3,10 +3,8 @@ entries behind it are mirrored (real Valkey and Kafka)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,27 +12,11 @@ import redis.asyncio as aioredis
 from app.settings import Settings
 from bridge.poison import POISON_REASON
 from bridge.service import Bridge
+from tests.faults.bridges import serving
 from tests.integration.test_bridge import Records, frame_ids, read_frames, read_topic, valid, wait_until, xadd_all
 
 pytestmark = pytest.mark.integration
 MakeSettings = Callable[..., Settings]
-
-
-@pytest.fixture
-async def redis_client(make_settings: MakeSettings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(make_settings().redis_url)
-    yield client
-    await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def serving(bridge: Bridge) -> AsyncIterator[Bridge]:
-    task = asyncio.create_task(bridge.serve())
-    try:
-        yield bridge
-    finally:
-        await bridge.close()
-        await asyncio.wait_for(task, 30)
 
 
 def letters_of(records: Records) -> list[dict[str, object]]:

@@ -4,9 +4,8 @@ gone; entries every group acknowledged are trimmed (real Valkey and Kafka)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,27 +13,11 @@ import redis.asyncio as aioredis
 from app.settings import Settings
 from bridge.names import bridge_state_key
 from bridge.service import Bridge
+from tests.faults.bridges import serving
 from tests.integration.test_bridge import valid, wait_until
 
 pytestmark = pytest.mark.integration
 MakeSettings = Callable[..., Settings]
-
-
-@pytest.fixture
-async def redis_client(make_settings: MakeSettings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(make_settings().redis_url)
-    yield client
-    await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def serving(bridge: Bridge) -> AsyncIterator[Bridge]:
-    task = asyncio.create_task(bridge.serve())
-    try:
-        yield bridge
-    finally:
-        await bridge.close()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_entries_trimmed_unread_are_reported_and_acknowledged_ones_trimmed(
