@@ -7,8 +7,9 @@ capability (keyed by frame and capability, not by processor) and live in the Red
 holds the pixels, for the dedupe window.
 
 A marker is written after the results are acknowledged and before the offsets are
-committed. What is left is a crash in the instant between the two writes; then the
-pair is published twice, which consumers of the results topic can drop by the same key.
+committed. What is left is a replica killed after the broker appended its results and
+before the markers were written; then its successor publishes that batch again, which
+consumers of the results topic can drop by the same key.
 """
 
 from __future__ import annotations
