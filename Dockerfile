@@ -15,10 +15,11 @@ COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
 COPY bridge ./bridge
-COPY processor ./processor
+COPY sdk ./sdk
+COPY sample_processors ./sample_processors
 COPY bench ./bench
 
-RUN pip install . \
+RUN pip install ./sdk . \
     && useradd --create-home --uid 10001 frames \
     && mkdir -p /data \
     && chown frames /data

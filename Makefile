@@ -13,10 +13,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required" or 0)'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./sdk
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -44,7 +45,7 @@ test-faults: setup
 test-performance: bench-quick
 
 test-watch: setup
-	while true; do $(PYTEST) -q -x tests/unit; inotifywait -qq -r -e modify app agents tables bridge processor tests 2>/dev/null || sleep 5; done
+	while true; do $(PYTEST) -q -x tests/unit; inotifywait -qq -r -e modify app agents tables bridge sdk sample_processors tests 2>/dev/null || sleep 5; done
 
 test-env-up: setup
 	$(BIN)/frame-orchestrator stack up --env-file $(STACK_FILE)

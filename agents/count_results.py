@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from app.context import Orchestrator
-from app.models import PROCESSOR_SOURCE
+from frame_buffer_sdk.models import PROCESSOR_SOURCE
 
 
 def register_count_results(orch: Orchestrator) -> None:

@@ -21,9 +21,9 @@ from aiokafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from app.context import Orchestrator
-from app.kafka import start_reliable_producer
 from app.metrics import FRAMES_REROUTED
-from app.models import FrameEvent, ProcessorRecord, RoutedFrame
+from frame_buffer_sdk.kafka import start_reliable_producer
+from frame_buffer_sdk.models import FrameEvent, ProcessorRecord, RoutedFrame
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT_MS = 500

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from agents.registry_fold import UnknownProcessor, fold_control
 from app.context import Orchestrator
 from app.deadletter import dead_letter_event
-from app.models import ControlEvent
+from frame_buffer_sdk.models import ControlEvent
 
 log = logging.getLogger(__name__)
 

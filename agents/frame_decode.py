@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import ValidationError
 
-from app.models import CAPABILITY_RE, FrameEvent
+from frame_buffer_sdk.models import CAPABILITY_RE, FrameEvent
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _Dim = Annotated[int, msgspec.Meta(ge=0, le=100_000)]

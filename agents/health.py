@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.models import ProcessorStatus
+from frame_buffer_sdk.models import ProcessorStatus
 
 if TYPE_CHECKING:
     from app.settings import Settings

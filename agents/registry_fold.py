@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.models import ControlEvent, ProcessorRecord, ProcessorStatus
 from app.settings import Settings
+from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 
 class UnknownProcessor(LookupError):

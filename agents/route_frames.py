@@ -35,8 +35,14 @@ from app import envelope
 from app.context import Orchestrator
 from app.deadletter import count_letter, frame_letter
 from app.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
-from app.models import FrameEvent
-from app.telemetry import context_from_headers, context_from_traceparent, headers_for, trace_headers, tracer
+from frame_buffer_sdk.models import FrameEvent
+from frame_buffer_sdk.telemetry import (
+    context_from_headers,
+    context_from_traceparent,
+    headers_for,
+    trace_headers,
+    tracer,
+)
 
 log = logging.getLogger(__name__)
 _TRACER = tracer("frame_buffer.router")

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from app.kafka import start_reliable_producer
-from app.kafka_security import PLAINTEXT, KafkaSecurity
 from app.partitions import PartitionCache
+from frame_buffer_sdk.kafka import start_reliable_producer
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 Headers = Sequence[tuple[str, bytes]]
 RETRIES = 5

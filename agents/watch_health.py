@@ -24,7 +24,7 @@ from agents.routing import Router
 from app.context import Orchestrator
 from app.lag import LagSample, LagSampler
 from app.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
-from app.models import ControlEvent, ProcessorRecord, ProcessorStatus
+from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)
 ROUTER_WATCH = "__router__"

@@ -14,7 +14,7 @@ from typing import Any
 from agents.backpressure import Level
 from agents.routing import ProcessorView, Router
 from app.context import Orchestrator
-from app.models import ProcessorRecord, ProcessorStatus
+from frame_buffer_sdk.models import ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)
 VIEW_REFRESH_SECONDS = 0.5

@@ -1,6 +1,6 @@
 """The camera grid: each camera's latest frame as a small JPEG with its latest boxes, fps in/out and latency.
 
-Reads the two hashes of ``app.camera_keys`` (one HGETALL each, never a SCAN) and, for a
+Reads the two hashes of ``frame_buffer_sdk.keys`` (one HGETALL each, never a SCAN) and, for a
 thumbnail, the claim-check pixels of the camera's latest frame. The cost is bounded three
 ways: thumbnails are made only when asked for (the page asks only for cameras in view),
 at a fixed small width, and at most once per ``CACHE_SECONDS`` per camera, however many
@@ -28,10 +28,10 @@ import numpy as np
 import redis.asyncio as aioredis
 from faust import web
 
-from app.camera_keys import latest_detections_key, latest_frames_key
 from app.settings import Settings
-from processor.frame import RejectFrame
-from processor.images import Image, bgr_image
+from frame_buffer_sdk.frame import RejectFrame
+from frame_buffer_sdk.keys import latest_detections_key, latest_frames_key
+from sample_processors.images import Image, bgr_image
 
 THUMB_WIDTH = 192
 THUMB_JPEG_QUALITY = 70

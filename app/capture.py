@@ -24,10 +24,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from app.logs import setup_logging
-from app.models import CAPABILITY_RE
 from app.settings import Settings
-from app.shutdown import exit_after
+from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.models import CAPABILITY_RE
+from frame_buffer_sdk.shutdown import exit_after
 
 log = logging.getLogger(__name__)
 

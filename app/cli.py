@@ -12,11 +12,12 @@ from pathlib import Path
 
 import click
 
-from app.redact import redact_text
-from app.settings import LOG_LEVELS, ConfigurationError, Settings, load_settings
+from app.settings import ConfigurationError, Settings, load_settings
+from frame_buffer_sdk.redact import redact_text
+from frame_buffer_sdk.settings import LOG_LEVELS
 
 DEFAULT_STACK_FILE = ".devstack/stack.env"
-# processor.samples.SAMPLE_KINDS (a unit test holds them equal): importing it here would load OpenCV for --help.
+# sample_processors.samples.SAMPLE_KINDS (a unit test holds them equal): importing it here would load OpenCV for --help.
 SAMPLE_KINDS = ("brightness", "detector", "object_detection", "face_detection")
 
 
@@ -251,7 +252,7 @@ def processor(
     Registers at ORCHESTRATOR_URL, consumes its topic, publishes results; SIGTERM drains and deregisters.
     """
     settings = _settings()
-    from processor.samples import run_sample
+    from sample_processors.samples import run_sample
 
     run_sample(
         settings,

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.context import Orchestrator
 from app.metrics import DEAD_LETTERED, FRAMES_DROPPED
-from app.models import DeadLetter, FrameEvent
+from frame_buffer_sdk.models import DeadLetter, FrameEvent
 
 log = logging.getLogger(__name__)
 

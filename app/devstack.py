@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.redis_connection import split_password
+from frame_buffer_sdk.redis_connection import split_password
 
 log = logging.getLogger(__name__)
 

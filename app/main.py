@@ -32,15 +32,15 @@ from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.camera_grid import register_camera_grid
 from app.context import Orchestrator, Tables
-from app.kafka import ensure_topics
-from app.logs import setup_logging
 from app.readiness import register_health_views
 from app.settings import Settings, load_settings
-from app.shutdown import exit_after
-from app.telemetry import setup_tracing
 from app.topics import define_topics
-from app.transport import app_with_fetch_wait
+from app.transport import app_with_fetch_wait, faust_credentials
 from app.web import register_web
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.telemetry import setup_tracing
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
 from tables.load import define_load
@@ -62,7 +62,7 @@ def faust_app(settings: Settings) -> faust.App:
         env={},
         Worker=worker_class(settings),
         broker=settings.kafka_broker,
-        broker_credentials=settings.kafka_security.faust_credentials(),
+        broker_credentials=faust_credentials(settings.kafka_security),
         store=settings.store,
         datadir=settings.data_dir,
         web_enabled=True,

@@ -1,4 +1,5 @@
-"""Every Prometheus metric of Frame Buffer v2, declared once.
+"""Every Prometheus metric of the orchestrator's services, declared once (the SDK's are in
+frame_buffer_sdk.metrics).
 
 Names marked (v1) are the ones dashboards of the previous frame buffer use; they keep
 their meaning. Each process (worker, bridge, processor) serves the default registry on its
@@ -12,8 +13,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.counters import MAX_CAMERAS, OTHER_CAMERAS
+from frame_buffer_sdk.metrics import DEAD_LETTERED, LATENCY_BUCKETS
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+__all__ = ["DEAD_LETTERED"]  # shared with the SDK, declared there once
 
 # --- router (Faust worker) -----------------------------------------------------------
 FRAMES_ROUTED = Counter(
@@ -70,19 +72,12 @@ PROCESSOR_HEALTHY = Gauge(
 )
 ROUTER_LAG = Gauge("frame_buffer_router_lag", "Commit lag of the routing agents on the captured topic", ["partition"])
 
-# --- dead letters (any process) ----------------------------------------------------------
-DEAD_LETTERED = Counter(
-    "frame_buffer_dead_lettered_total",
-    "Records written to the dead-letter topic, by reason and service",
-    ["reason", "service"],
-)
-
 # --- bridge -------------------------------------------------------------------------------
 BRIDGE_FRAMES = Counter(
     "frame_buffer_bridge_frames_total", "Capture entries mirrored into Kafka, by outcome", ["outcome"]
 )
 BRIDGE_BATCH_SECONDS = Histogram(
-    "frame_buffer_bridge_batch_seconds", "Time from XREADGROUP to XACK of one batch", buckets=_LATENCY_BUCKETS
+    "frame_buffer_bridge_batch_seconds", "Time from XREADGROUP to XACK of one batch", buckets=LATENCY_BUCKETS
 )
 STREAM_BACKLOG = Gauge(
     "frame_buffer_stream_backlog", "Capture stream entries not yet read by the bridge group (XINFO GROUPS lag)"
@@ -93,23 +88,6 @@ STREAM_TRIMMED_UNREAD = Counter(
 )
 STREAM_PENDING = Gauge("frame_buffer_stream_pending", "Capture stream entries read but not yet acknowledged (XPENDING)")
 BRIDGE_THROTTLE = Gauge("frame_buffer_bridge_throttle", "0 running, 1 slowed, 2 paused by orchestrator backpressure")
-
-# --- processors (SDK) ----------------------------------------------------------------------
-PROCESSING_SECONDS = Histogram(
-    "frame_buffer_processing_seconds",
-    "Time spent in a processor's process()",
-    ["processor_id"],
-    buckets=_LATENCY_BUCKETS,
-)
-END_TO_END_SECONDS = Histogram(
-    "frame_buffer_end_to_end_latency_seconds",
-    "captured_at to processed_at",
-    ["processor_id"],
-    buckets=_LATENCY_BUCKETS,
-)
-FRAMES_PROCESSED = Counter(
-    "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
-)
 
 # --- capture of real cameras (frame-orchestrator capture --source) --------------------------
 CAPTURE_FRAMES_DECODED = Counter(

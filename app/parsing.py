@@ -12,7 +12,7 @@ Capture services in the field write three forms, each key a Redis stream field:
 In every form the literal ``None`` means absent, and an unknown field whose text is a JSON
 object or array is kept in metadata as that JSON. A naive timestamp is read in the zone the
 caller names (UTC by default), unless an epoch ``capture_timestamp`` says exactly when.
-Credentials in URLs are redacted from every value (see ``app.redact``) as the entry is decoded,
+Credentials in URLs are redacted from every value (see ``frame_buffer_sdk.redact``) as the entry is decoded,
 so neither the frame nor the evidence kept for a dead letter carries a password.
 
 ``parse_entry`` never raises: whatever the bytes, it returns a ``ParseOutcome``. A bad
@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.models import FrameEvent
-from app.redact import redact_text, redact_value
+from frame_buffer_sdk.models import FrameEvent
+from frame_buffer_sdk.redact import redact_text, redact_value
 
 # Fields the flat and v2 forms define; everything else is kept as metadata.
 _KNOWN = frozenset(

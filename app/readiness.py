@@ -22,7 +22,7 @@ from faust import web
 
 from agents.progress import ProgressWatch
 from app.context import Orchestrator
-from app.kafka_security import PLAINTEXT, KafkaSecurity
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 PROBE_TIMEOUT_SECONDS = 2.0
 

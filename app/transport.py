@@ -12,6 +12,9 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.auth import CredentialsT
+
+from frame_buffer_sdk.kafka_security import KafkaSecurity
 
 
 class _FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -44,3 +47,19 @@ def app_with_fetch_wait(fetch_max_wait_ms: int) -> type[faust.App]:
             return Transport(self.conf.broker_consumer, self)
 
     return App
+
+
+def faust_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """The Faust app's ``broker_credentials``; None on PLAINTEXT (Faust's default)."""
+    if security.uses_sasl:
+        return faust.SASLCredentials(
+            username=security.username,
+            password=security.password.get_secret_value() if security.password else None,
+            ssl_context=security.ssl_context(),
+            mechanism=security.sasl_mechanism,
+        )
+    if security.uses_tls:
+        context = security.ssl_context()
+        assert context is not None
+        return faust.SSLCredentials(context)
+    return None

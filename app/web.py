@@ -21,10 +21,17 @@ from agents.registry_fold import last_replica_leaving
 from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
 from app.context import Orchestrator
 from app.counters import sum_snapshots
-from app.kafka import ensure_topics
-from app.models import PROCESSOR_ID_RE, ControlEvent, ProcessorRecord, ProcessorSpec, ProcessorStatus, utcnow
-from app.names import find_collision
 from bridge.names import bridge_states
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.models import (
+    PROCESSOR_ID_RE,
+    ControlEvent,
+    ProcessorRecord,
+    ProcessorSpec,
+    ProcessorStatus,
+    utcnow,
+)
+from frame_buffer_sdk.names import find_collision
 
 log = logging.getLogger(__name__)
 READ_YOUR_WRITE_SECONDS = 10.0

@@ -20,10 +20,10 @@ import sys
 
 import redis.asyncio as aioredis
 
-from app.kafka import ensure_topics
 from bench.procs import Child
 from bench.receivers import KafkaReceivers, StreamReceivers
 from bench.scenarios import BenchEnv, System, processor_id
+from frame_buffer_sdk.kafka import ensure_topics
 
 PROCESSOR_PARTITIONS = 4
 CAPTURED_PARTITIONS = 8

@@ -39,7 +39,7 @@ def run_worker(bootstrap: str, mode: str, records: int, linger_ms: float) -> Non
     from aiokafka import AIOKafkaProducer
     from aiokafka import conn as aiokafka_conn
 
-    from app.kafka import ensure_topics
+    from frame_buffer_sdk.kafka import ensure_topics
 
     requests: collections.Counter[str] = collections.Counter()
     original_send = aiokafka_conn.AIOKafkaConnection.send

@@ -20,12 +20,12 @@ from typing import Any
 import aiohttp
 
 from app.devstack import free_port
-from app.kafka import ensure_topics
-from app.models import ProcessorSpec
 from app.settings import Settings
 from bench.procs import Child
 from bench.receivers import KafkaReceivers
 from bench.scenarios import BenchEnv, System, processor_id
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.models import ProcessorSpec
 
 log = logging.getLogger(__name__)
 

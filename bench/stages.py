@@ -27,15 +27,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.exceptions import ResponseError
 
-from app.kafka import reliable_producer
 from bench.frames import StreamReply
+from frame_buffer_sdk.kafka import reliable_producer
 
 CAP_HEADER = "capability"
 
 
 def baseline_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     """Our services' producer settings as they end up on the embedded Tansu broker, which refuses
-    idempotent producers: acks=all, linger 5 ms, 1 MiB batches (app.kafka.start_reliable_producer)."""
+    idempotent producers: acks=all, linger 5 ms, 1 MiB batches (frame_buffer_sdk.kafka.start_reliable_producer)."""
     return reliable_producer(bootstrap, client_id, idempotent=False)
 
 

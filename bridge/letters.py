@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.models import DeadLetter
 from app.parsing import ParseError
+from frame_buffer_sdk.models import DeadLetter
 
 MAX_RAW_FIELDS = 64
 MAX_RAW_VALUE_CHARS = 16_384

@@ -20,9 +20,9 @@ from aiokafka.errors import (
 )
 from redis.asyncio import Redis
 
-from app.models import DeadLetter
 from bridge import letters
 from bridge.source import Entry
+from frame_buffer_sdk.models import DeadLetter
 
 REFUSED_REASON = "kafka_refused"
 POISON_REASON = "poison_pill"

@@ -30,14 +30,8 @@ from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app import envelope, metrics
-from app.kafka import ensure_topics, start_reliable_producer
-from app.logs import setup_logging
-from app.models import DeadLetter, FrameEvent, utcnow
 from app.parsing import parse_entry
 from app.settings import Settings
-from app.shutdown import exit_after
-from app.telemetry import context_from_traceparent, headers_for, setup_tracing, trace_headers, traceparent_of
-from app.telemetry import tracer as get_tracer
 from bridge import letters, poison, trim
 from bridge.names import (
     STATE_TTL_SECONDS,
@@ -51,6 +45,18 @@ from bridge.names import (
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
 from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
+from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
+from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.telemetry import (
+    context_from_traceparent,
+    headers_for,
+    setup_tracing,
+    trace_headers,
+    traceparent_of,
+)
+from frame_buffer_sdk.telemetry import tracer as get_tracer
 
 log = logging.getLogger(__name__)
 
@@ -540,7 +546,8 @@ def run_bridge(settings: Settings) -> None:
     try:
         asyncio.run(_serve_until_signalled(settings))
     finally:
-        provider.shutdown()
+        if provider is not None:
+            provider.shutdown()
 
 
 async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:

@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from app import envelope
-from app.models import DeadLetter, FrameEvent
 from app.partitions import PartitionCache
+from frame_buffer_sdk.models import DeadLetter, FrameEvent
 
 Delivery = asyncio.Future[RecordMetadata]
 

@@ -19,10 +19,10 @@ import av
 import numpy as np
 
 from app.metrics import CAPTURE_CONNECTED, CAPTURE_FRAMES_DECODED, CAPTURE_FRAMES_DROPPED, CAPTURE_RECONNECTS
-from app.redact import redact_text
 from capture.encoding import encode
 from capture.sampler import FpsSampler
 from capture.sources import CameraSource
+from frame_buffer_sdk.redact import redact_text
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
-from app.camera_keys import latest_frames_key
-from app.logs import setup_logging
 from app.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
 from app.settings import Settings
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
+from frame_buffer_sdk.keys import latest_frames_key
+from frame_buffer_sdk.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

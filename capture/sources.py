@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from app.models import CAPABILITY_RE
-from app.redact import redact_text
+from frame_buffer_sdk.models import CAPABILITY_RE
+from frame_buffer_sdk.redact import redact_text
 
 # Network schemes FFmpeg reads as live streams: they pace themselves and end only when dropped.
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt", "rtp"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.models import DeadLetter, ProcessorSpec
+from frame_buffer_sdk.models import DeadLetter, ProcessorSpec
 from migrate.v1 import NotImportable, V1Names, dead_letter, processor_spec, replay_fields
 
 # Where an empty group starts: every entry of the stream is new to it.

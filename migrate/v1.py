@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.models import DeadLetter, ProcessorSpec
-from app.redact import redact_text, redact_value
+from frame_buffer_sdk.models import DeadLetter, ProcessorSpec
+from frame_buffer_sdk.redact import redact_text, redact_value
 
 DEFAULT_GROUP = "frame-buffer-group"
 DEFAULT_QUEUE = "frame_queue"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from app.models import RoutedFrame
+from frame_buffer_sdk.models import RoutedFrame
 
 # The group detektr's ProcessorClient reads its stream as (its ``consumer_group`` default).
 DETEKTR_GROUP = "frame-processors"

@@ -17,9 +17,9 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.kafka import ensure_topics, start_reliable_producer
-from app.logs import setup_logging
 from app.settings import Settings
+from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.logs import setup_logging
 from relay.delivery import Delivery
 from relay.queues import Queue, processor_key, queue_of, registry_changelog
 

@@ -55,6 +55,8 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
             "broker_heartbeat_interval": 1.0,
             "recovery_consistency_check": stack.kafka_kind != "tansu",
             "bridge_metrics_port": 0,
+            # Many processors share this host in the tests: none takes the default 9200.
+            "processor_metrics_port": 0,
             "web_port": free_port(),
             "api_token": TEST_API_TOKEN,
             "orchestrator_token": TEST_API_TOKEN,

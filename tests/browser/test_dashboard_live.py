@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.kafka import ensure_topics
-from app.models import FrameEvent
 from app.settings import Settings
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.models import FrameEvent
 from tests.browser.cdp import Browser
 from tests.browser.conftest import REPO_ROOT
 from tests.conftest import TEST_API_TOKEN, env_of

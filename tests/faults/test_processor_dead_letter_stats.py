@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from processor import Frame, ProcessorClient, RejectFrame
+from frame_buffer_sdk import Frame, ProcessorClient, RejectFrame
 from tests.integration.cluster import (
     Cluster,
     http_json,

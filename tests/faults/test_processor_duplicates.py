@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.kafka import ensure_topics
 from app.settings import Settings
-from processor import Frame, ProcessorClient
-from processor.done import DoneMarkers
-from processor.pipeline import RESULT_TOO_LARGE, FramePipeline, PipelineConfig
+from frame_buffer_sdk import Frame, ProcessorClient
+from frame_buffer_sdk.done import DoneMarkers
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.pipeline import RESULT_TOO_LARGE, FramePipeline, PipelineConfig
 from tests.conftest import env_of
 from tests.integration.test_processor_sdk import ROOT, _produce, _read_all, _routed, _wait_until
 
@@ -123,7 +123,7 @@ _FREEZING_REPLICA = """
 import asyncio, sys
 import redis.asyncio as aioredis
 from app.settings import load_settings
-from processor import ProcessorClient
+from frame_buffer_sdk import ProcessorClient
 
 settings = load_settings()
 marker = sys.argv[1]

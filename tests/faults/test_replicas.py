@@ -41,7 +41,7 @@ async def test_stopping_one_replica_keeps_the_id_routed_to_its_sibling(cluster: 
     argv = [
         sys.executable,
         "-m",
-        "processor",
+        "sample_processors",
         "detector",
         "det",
         "--capabilities",

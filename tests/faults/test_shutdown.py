@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from app.devstack import DevStack, free_port
 from app.devstack_daemon import _server_pids, alive
-from app.shutdown import EXIT_GRACE_EXPIRED
+from frame_buffer_sdk.shutdown import EXIT_GRACE_EXPIRED
 from tests.conftest import env_of
 from tests.integration.cluster import ROOT, Cluster, wait_ready, wait_until
 from tests.integration.test_bridge import valid, xadd_all
@@ -33,7 +33,7 @@ GRACE = 3.0
 
 HANGS_ON_STOP = """
 import asyncio, signal, sys
-from app.shutdown import exit_after
+from frame_buffer_sdk.shutdown import exit_after
 
 async def main() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, exit_after, float(sys.argv[1]), "test")

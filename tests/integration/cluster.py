@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.devstack import free_port
-from app.models import FrameEvent
 from app.settings import Settings
+from frame_buffer_sdk.models import FrameEvent
 from tests.conftest import TEST_API_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]

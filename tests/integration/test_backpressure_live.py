@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.models import FrameEvent
 from app.settings import Settings
+from frame_buffer_sdk.models import FrameEvent
 from tests.integration.cluster import (
     Cluster,
     Proc,
@@ -66,7 +66,7 @@ def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_
         [
             sys.executable,
             "-m",
-            "processor",
+            "sample_processors",
             "detector",
             pid,
             "--capabilities",

@@ -14,14 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.camera_grid import CACHE_SECONDS, THUMB_WIDTH, CameraGrid
-from app.camera_keys import detections_field, latest_detections_key, latest_frames_key
-from app.models import RoutedFrame
 from app.settings import Settings
 from capture.reader import ReaderConfig
 from capture.service import VideoCapture
 from capture.sources import CameraSource
-from processor.frame import Frame
-from processor.latest import RecordLatest
+from frame_buffer_sdk.frame import Frame
+from frame_buffer_sdk.keys import detections_field, latest_detections_key, latest_frames_key
+from frame_buffer_sdk.latest import RecordLatest
+from frame_buffer_sdk.models import RoutedFrame
 from tests.integration.cluster import Cluster, wait_ready
 from tests.video import HEIGHT, PALETTE, WIDTH, write_file
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.kafka import ensure_topics
 from app.lag import processor_watch
 from app.settings import Settings
-from processor import Frame, ProcessorClient
+from frame_buffer_sdk import Frame, ProcessorClient
+from frame_buffer_sdk.kafka import ensure_topics
 from tests.integration.test_processor_sdk import _produce, _read_all, _routed, _wait_until
 
 pytestmark = pytest.mark.integration

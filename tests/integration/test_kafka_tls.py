@@ -21,12 +21,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from app.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
-from app.kafka import ensure_topics, start_reliable_producer
 from app.lag import LagSampler
-from app.models import RoutedFrame
 from app.settings import Settings
 from bridge.service import Bridge
-from processor import Frame, ProcessorClient
+from frame_buffer_sdk import Frame, ProcessorClient
+from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.models import RoutedFrame
 from tests.integration.cluster import Cluster, wait_ready, wait_until
 from tests.integration.tls import TlsTerminator, make_certs
 

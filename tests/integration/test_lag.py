@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.kafka import ensure_topics
 from app.lag import LagSampler, build_sample, processor_watch, router_watch
 from app.settings import Settings
+from frame_buffer_sdk.kafka import ensure_topics
 
 
 async def _produce(bootstrap: str, topic: str, counts: dict[int, int]) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from app.models import FrameEvent
 from app.settings import Settings
-from processor.pipeline import PipelineConfig
+from frame_buffer_sdk.models import FrameEvent
+from frame_buffer_sdk.pipeline import PipelineConfig
 from tests.integration.cluster import (
     Cluster,
     http_json,
@@ -89,7 +89,7 @@ def start_processors(cluster: Cluster, base_url: str) -> dict[str, list[Any]]:
         for n in range(replicas):
             # The brightness sample is the stateful one (motion needs each camera's previous frame).
             kind = "brightness" if stateful else "detector"
-            argv = [sys.executable, "-m", "processor", kind, pid, "--capabilities", cap, "--capacity", "5000"]
+            argv = [sys.executable, "-m", "sample_processors", kind, pid, "--capabilities", cap, "--capacity", "5000"]
             if not stateful:
                 argv += ["--latency-ms", "1"]
             procs.setdefault(pid, []).append(

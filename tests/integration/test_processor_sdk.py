@@ -20,12 +20,12 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.devstack import free_port
-from app.kafka import ensure_topics
 from app.lag import LagSampler, processor_watch
-from app.models import RoutedFrame
 from app.settings import Settings
-from processor import Frame, ProcessorClient, RejectFrame
-from processor.api import RegistrationError
+from frame_buffer_sdk import Frame, ProcessorClient, RejectFrame
+from frame_buffer_sdk.api import RegistrationError
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.models import RoutedFrame
 from tests.conftest import env_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,7 +325,7 @@ _BLOCKING_REPLICA = """
 import asyncio, sys
 import redis.asyncio as aioredis
 from app.settings import load_settings
-from processor import ProcessorClient
+from frame_buffer_sdk import ProcessorClient
 
 settings = load_settings()
 marker = sys.argv[1]

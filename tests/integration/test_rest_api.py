@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
-from app.kafka import ensure_topics
-from processor.client import ProcessorClient
+from frame_buffer_sdk.client import ProcessorClient
+from frame_buffer_sdk.kafka import ensure_topics
 from tests.conftest import TEST_API_TOKEN
 from tests.integration.cluster import Cluster, http_json, produce_frames, read_topic, wait_ready, wait_until
 
@@ -135,7 +135,7 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
     settings = cluster.settings
     from datetime import UTC, datetime
 
-    from app.models import FrameEvent
+    from frame_buffer_sdk.models import FrameEvent
 
     await ensure_topics(settings.bootstrap_servers, [(settings.ready_topic("tracker"), 2)])
     status, _ = await http_json(

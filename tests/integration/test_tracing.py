@@ -22,13 +22,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.kafka import ensure_topics
 from app.main import create_worker_app
 from app.settings import Settings
-from app.telemetry import setup_tracing
 from bridge.service import Bridge
-from processor.client import ProcessorClient
-from processor.frame import Frame
+from frame_buffer_sdk.client import ProcessorClient
+from frame_buffer_sdk.frame import Frame
+from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.telemetry import setup_tracing
 from tests.integration.cluster import assign_from_start
 from tests.unit.router_fakes import Sent
 

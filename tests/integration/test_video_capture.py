@@ -28,8 +28,8 @@ from app.settings import Settings
 from capture.reader import ReaderConfig
 from capture.service import VideoCapture
 from capture.sources import CameraSource
-from processor import Frame, ProcessorClient
-from processor.images import to_bgr
+from frame_buffer_sdk import Frame, ProcessorClient
+from sample_processors.images import to_bgr
 from tests.integration.cluster import ROOT, Cluster, http_json, wait_ready, wait_until
 from tests.video import HEIGHT, WIDTH, distance, frame_number, write_file
 

@@ -14,8 +14,8 @@ import pytest
 from agents.backpressure import Level
 from agents.routing import ProcessorView
 from app.main import WorkerApp, create_worker_app
-from app.models import FrameEvent
 from app.settings import Settings
+from frame_buffer_sdk.models import FrameEvent
 
 
 class Sent:

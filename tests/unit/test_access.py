@@ -121,8 +121,8 @@ def test_a_basic_password_is_a_token_like_bearer() -> None:
 
 
 def test_registering_again_unchanged_is_a_restart_not_a_change() -> None:
-    from app.models import ProcessorSpec
     from app.web import same_spec
+    from frame_buffer_sdk.models import ProcessorSpec
 
     stored = {"id": "p1", "capabilities": ["a", "b"], "capacity": 5, "stateful": False, "partitions": 3, "metadata": {}}
     assert same_spec(ProcessorSpec(id="p1", capabilities=["b", "a"], capacity=5), stored)

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.models import FrameEvent
 from app.parsing import ParseOutcome, parse_entry
 from app.settings import Settings
 from bridge import letters
+from frame_buffer_sdk.models import FrameEvent
 from tests.detektr import capture_entry
 
 PASSWORD = "Zq9-s3cr@t/pw"

@@ -108,7 +108,7 @@ def test_stack_down_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
 
 def test_processor_kinds_and_dev_capabilities_match_the_samples() -> None:
     from app.dev import SAMPLE_CAPABILITIES
-    from processor.samples import SAMPLE_KINDS, build_sample
+    from sample_processors.samples import SAMPLE_KINDS, build_sample
 
     processor_command = main.commands["processor"]
     kind = next(p for p in processor_command.params if p.name == "kind")

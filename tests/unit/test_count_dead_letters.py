@@ -8,7 +8,7 @@ import faust
 
 from agents.count_results import register_count_dead_letters
 from app.counters import FrameCounters, sum_snapshots
-from app.models import PROCESSOR_SOURCE, DeadLetter
+from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter
 
 
 async def test_processor_dead_letters_are_counted_by_reason_and_processor() -> None:

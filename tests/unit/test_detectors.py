@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from matplotlib import cbook
 
-from app.models import RoutedFrame
-from processor.detectors import FaceDetector, PeopleDetector
-from processor.frame import Frame
-from processor.images import Image
+from frame_buffer_sdk.frame import Frame
+from frame_buffer_sdk.models import RoutedFrame
+from sample_processors.detectors import FaceDetector, PeopleDetector
+from sample_processors.images import Image
 
 # Grace Hopper's portrait ships with matplotlib (512x600); her face spans about x 150-380, y 100-330.
 HOPPER = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agents.frame_decode import Frame, Invalid, decode_frame
-from app.models import FrameEvent, RoutedFrame
+from frame_buffer_sdk.models import FrameEvent, RoutedFrame
 
 _TEXT = st.text(max_size=300)
 _ANY_INT = st.one_of(st.integers(min_value=-5, max_value=200_000), st.booleans(), st.floats(allow_nan=False))

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.health import HealthTracker, StatusChange
-from app.models import ProcessorStatus as S
 from app.settings import load_settings
+from frame_buffer_sdk.models import ProcessorStatus as S
 
 
 def tracker() -> HealthTracker:

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.logs import EscapedRecord, escape_controls
-from app.models import MAX_CAPABILITIES, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, ProcessorSpec
-from app.names import find_collision
 from app.settings import Settings
+from frame_buffer_sdk.logs import EscapedRecord, escape_controls
+from frame_buffer_sdk.models import MAX_CAPABILITIES, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, ProcessorSpec
+from frame_buffer_sdk.names import find_collision
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from unittest import mock
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from app.kafka_security import KafkaSecurity
 from app.settings import Settings
+from app.transport import faust_credentials
 
 SASL_SSL = {
     "kafka_security_protocol": "SASL_SSL",
@@ -47,13 +47,13 @@ class Recorder:
 def recorder() -> Iterator[Recorder]:
     rec = Recorder()
     targets = [
-        ("app.kafka.AIOKafkaProducer", "producer"),
-        ("app.kafka.AIOKafkaAdminClient", "admin"),
+        ("frame_buffer_sdk.kafka.AIOKafkaProducer", "producer"),
+        ("frame_buffer_sdk.kafka.AIOKafkaAdminClient", "admin"),
         ("app.lag.AIOKafkaConsumer", "lag consumer"),
         ("app.lag.AIOKafkaAdminClient", "lag admin"),
         ("agents.failover.AIOKafkaConsumer", "failover consumer"),
         ("agents.failover.AIOKafkaAdminClient", "failover admin"),
-        ("processor.pipeline.AIOKafkaConsumer", "sdk consumer"),
+        ("frame_buffer_sdk.pipeline.AIOKafkaConsumer", "sdk consumer"),
         ("relay.service.AIOKafkaConsumer", "relay registry consumer"),
         ("relay.delivery.AIOKafkaConsumer", "relay delivery consumer"),
         ("app.readiness.AIOKafkaClient", "readiness probe"),
@@ -71,13 +71,13 @@ def security_part(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path: Path) -> None:
     from agents.failover import reroute_backlog
-    from app.kafka import ensure_topics, start_reliable_producer
     from app.lag import LagSampler
     from app.main import _kafka_sender, faust_app
-    from app.models import ProcessorRecord
     from app.readiness import BrokerProbe
     from bridge.service import Bridge
-    from processor.pipeline import FramePipeline, PipelineConfig
+    from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+    from frame_buffer_sdk.models import ProcessorRecord
+    from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig
     from relay.delivery import Delivery
     from relay.queues import Queue
     from relay.service import Relay
@@ -108,7 +108,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     redis = mock.MagicMock(xgroup_create=mock.AsyncMock())
     await expect_built(Bridge(settings, redis=redis).start())
     pipeline = FramePipeline(settings, PipelineConfig(processor_id="p", topic="t", group="g"), mock.AsyncMock())
-    with mock.patch("processor.pipeline.ensure_topics", mock.AsyncMock()) as topics:
+    with mock.patch("frame_buffer_sdk.pipeline.ensure_topics", mock.AsyncMock()) as topics:
         await expect_built(pipeline.start())
     assert topics.call_args.kwargs["security"] == security
     # The relay (detektr's processors): its registry follower and each delivery's consumer.
@@ -139,7 +139,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
 def test_plaintext_is_the_default_and_faust_keeps_its_own() -> None:
     security = Settings().kafka_security
     assert security.client_kwargs() == {"security_protocol": "PLAINTEXT"}
-    assert security.faust_credentials() is None
+    assert faust_credentials(security) is None
 
 
 @pytest.mark.parametrize(
@@ -161,4 +161,5 @@ def test_unusable_combinations_fail_at_start(overrides: dict[str, Any], message:
 def test_sasl_password_stays_secret() -> None:
     settings = Settings(**SASL_SSL)
     assert "kafka-secret-pw" not in repr(settings) and "kafka-secret-pw" not in repr(settings.kafka_security)
-    assert settings.kafka_security == KafkaSecurity.from_settings(settings)
+    assert settings.kafka_security.username == settings.kafka_sasl_username
+    assert settings.kafka_security.password == settings.kafka_sasl_password

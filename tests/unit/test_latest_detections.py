@@ -8,10 +8,10 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.camera_keys import detections_field
-from app.models import RoutedFrame
-from processor.frame import Frame
-from processor.latest import RecordLatest
+from frame_buffer_sdk.frame import Frame
+from frame_buffer_sdk.keys import detections_field
+from frame_buffer_sdk.latest import RecordLatest
+from frame_buffer_sdk.models import RoutedFrame
 
 T0 = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
 

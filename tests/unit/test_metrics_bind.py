@@ -6,7 +6,7 @@ from unittest import mock
 
 from app.settings import Settings
 from bridge import service
-from processor.client import ProcessorClient
+from frame_buffer_sdk.client import ProcessorClient
 
 
 async def echo(frame: object) -> dict[str, object]:
@@ -16,7 +16,7 @@ async def echo(frame: object) -> dict[str, object]:
 def test_sdk_processor_metrics_bind_metrics_host() -> None:
     settings = Settings(processor_metrics_port=9300, metrics_host="127.0.0.1")
     client = ProcessorClient(settings, "p1", ["x"], echo)
-    with mock.patch("processor.client.start_http_server") as serve:
+    with mock.patch("frame_buffer_sdk.client.start_http_server") as serve:
         client._serve_metrics()
     serve.assert_called_once_with(9300, addr="127.0.0.1")
 

@@ -22,6 +22,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import app.metrics
+import frame_buffer_sdk.metrics
 from app.cli import main as cli
 from app.settings import Settings
 
@@ -44,9 +45,9 @@ _METRICS_PORT_VAR = {"worker": "WEB_PORT", "bridge": "BRIDGE_METRICS_PORT", "pro
 
 @cache
 def declared() -> dict[str, tuple[str, frozenset[str]]]:
-    """Series name -> (metric family, label names) for every metric of app/metrics.py."""
+    """Series name -> (metric family, label names) for every metric of app/metrics.py and the SDK's."""
     series: dict[str, tuple[str, frozenset[str]]] = {}
-    for value in vars(app.metrics).values():
+    for value in [*vars(app.metrics).values(), *vars(frame_buffer_sdk.metrics).values()]:
         if not isinstance(value, MetricWrapperBase):
             continue
         labels = frozenset(value._labelnames)
@@ -104,7 +105,7 @@ def test_every_queried_metric_and_label_exists() -> None:
         used = _METRIC_RE.findall(expr)
         assert used, f"panel {title!r} queries no frame_buffer metric: {expr}"
         unknown = [m for m in used if m not in names]
-        assert not unknown, f"panel {title!r} uses {unknown}, not in app/metrics.py"
+        assert not unknown, f"panel {title!r} uses {unknown}, not in app/metrics.py or frame_buffer_sdk/metrics.py"
         allowed = _IMPLICIT_LABELS.union(*(names[m][1] for m in used))
         for group in _BY_RE.findall(expr):
             labels = {label.strip() for label in group.split(",") if label.strip()}

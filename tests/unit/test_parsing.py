@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.models import FrameEvent
 from app.parsing import ParseOutcome, parse_entry, parse_timestamp
+from frame_buffer_sdk.models import FrameEvent
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.redact import redact_text, redact_value
+from frame_buffer_sdk.redact import redact_text, redact_value
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.registry_fold import UnknownProcessor, fold_control
-from app.models import ControlEvent, ProcessorSpec, ProcessorStatus
 from app.settings import Settings
+from frame_buffer_sdk.models import ControlEvent, ProcessorSpec, ProcessorStatus
 
 SETTINGS = Settings(processor_partitions=3)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

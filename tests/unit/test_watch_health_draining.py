@@ -9,8 +9,8 @@ from unittest import mock
 
 from agents.routing import Router
 from agents.watch_health import HealthWatch
-from app.models import ProcessorStatus
 from app.settings import Settings
+from frame_buffer_sdk.models import ProcessorStatus
 
 
 def record(status: ProcessorStatus) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from agents.backpressure import Level
 from agents.worker_timers import build_views
-from app.models import ProcessorStatus
+from frame_buffer_sdk.models import ProcessorStatus
 
 
 def record(pid: str, status: ProcessorStatus = ProcessorStatus.HEALTHY) -> dict[str, object]:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.models import RoutedFrame
+from frame_buffer_sdk.models import RoutedFrame
 
 
 @dataclass(frozen=True, slots=True)

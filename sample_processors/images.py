@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from processor.frame import Frame, RejectFrame
+from frame_buffer_sdk.frame import Frame, RejectFrame
 
 Image = npt.NDArray[np.uint8]
 

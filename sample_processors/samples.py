@@ -3,8 +3,8 @@
 * ``brightness``: mean brightness and a motion score (mean absolute difference from the
   previous frame of the same camera) of the frame's intensities (gray8, bgr24, rgb24, jpeg,
   png). Stateful: needs each camera's frames in order.
-* ``object_detection``: people, with OpenCV's HOG detector (``processor.detectors``).
-* ``face_detection``: faces, with OpenCV's Haar cascade (``processor.detectors``).
+* ``object_detection``: people, with OpenCV's HOG detector (``sample_processors.detectors``).
+* ``face_detection``: faces, with OpenCV's Haar cascade (``sample_processors.detectors``).
 * ``detector``: a load-test stand-in with a configurable latency and a fake, deterministic
   detection list derived from the pixels' hash: it costs no CPU, so benchmarks and failure
   tests measure the orchestrator, not a model.
@@ -20,17 +20,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import redis.asyncio as aioredis
 
-from app.camera_keys import detections_field, latest_detections_key
-from app.logs import setup_logging
-from app.settings import Settings
-from app.telemetry import setup_tracing
-from processor.client import ProcessorClient
-from processor.detectors import FaceDetector, PeopleDetector
-from processor.frame import Frame, ProcessFn
-from processor.images import to_gray
-from processor.latest import RecordLatest
+from frame_buffer_sdk.client import ProcessorClient
+from frame_buffer_sdk.frame import Frame, ProcessFn
+from frame_buffer_sdk.keys import detections_field, latest_detections_key
+from frame_buffer_sdk.latest import RecordLatest
+from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.settings import ProcessorSettings
+from frame_buffer_sdk.telemetry import setup_tracing
+from sample_processors.detectors import FaceDetector, PeopleDetector
+from sample_processors.images import to_gray
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class FakeDetector:
 
 
 def build_sample(
-    settings: Settings,
+    settings: ProcessorSettings,
     kind: str,
     processor_id: str | None = None,
     capabilities: list[str] | None = None,
@@ -143,7 +142,7 @@ def build_sample(
     elif kind in ("object_detection", "face_detection"):
         detector = PeopleDetector() if kind == "object_detection" else FaceDetector()
         # Their latest boxes per camera, for the dashboard's camera grid.
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        redis = settings.redis.client(socket_timeout=5)
         process = RecordLatest(detector, redis, latest_detections_key(settings.app_id), detections_field)
     else:
         process = FakeDetector(latency)
@@ -163,7 +162,7 @@ def build_sample(
 
 
 def run_sample(
-    settings: Settings,
+    settings: ProcessorSettings,
     kind: str,
     processor_id: str | None = None,
     capabilities: list[str] | None = None,

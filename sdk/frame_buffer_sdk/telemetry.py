@@ -8,14 +8,16 @@ along as ``traceparent``/``tracestate`` Kafka headers; ``context_from_headers`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from frame_buffer_sdk.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _HEADER_NAMES = ("traceparent", "tracestate")
@@ -29,14 +31,27 @@ def setup_tracing(
     otlp_endpoint: str | None = None,
     sampling_ratio: float = 1.0,
     extra_processors: Iterable[SpanProcessor] = (),
-) -> TracerProvider:
+) -> TracerProvider | None:
     """Install the SDK provider once per process. Exports over OTLP/HTTP when an endpoint is given.
 
-    With nothing to export to, the provider is not installed: the API's no-op tracer stays, and the
+    With nothing to export to, no provider is made (None): the API's no-op tracer stays, and the
     hot paths (which ask whether an SDK provider is installed) make no spans at all.
     """
     global _configured
     extra_processors = list(extra_processors)
+    if not otlp_endpoint and not extra_processors:
+        return None
+    # The SDK and exporter are the optional extra `frame-buffer-sdk[tracing]`: the API alone
+    # (a dependency) carries the context through every hop at no cost.
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"exporting traces needs the OpenTelemetry SDK: pip install 'frame-buffer-sdk[tracing]' ({exc})"
+        ) from None
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name}),
         sampler=ParentBased(TraceIdRatioBased(sampling_ratio)),
@@ -50,7 +65,7 @@ def setup_tracing(
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     for processor in extra_processors:
         provider.add_span_processor(processor)
-    if not _configured and (otlp_endpoint or extra_processors):
+    if not _configured:
         trace.set_tracer_provider(provider)
         _configured = True
     return provider

@@ -1,15 +1,15 @@
-"""``python -m processor KIND [ID]``: run a sample processor with settings from the environment."""
+"""``python -m sample_processors KIND [ID]``: run a sample processor with settings from the environment."""
 
 from __future__ import annotations
 
 import argparse
 
-from app.settings import load_settings
-from processor.samples import SAMPLE_KINDS, run_sample
+from frame_buffer_sdk.settings import load_processor_settings
+from sample_processors.samples import SAMPLE_KINDS, run_sample
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m processor", description="Run a sample processor.")
+    parser = argparse.ArgumentParser(prog="python -m sample_processors", description="Run a sample processor.")
     parser.add_argument("kind", choices=SAMPLE_KINDS)
     parser.add_argument("processor_id", nargs="?", default=None, help="default: KIND-1")
     parser.add_argument("--capabilities", default=None, help="comma-separated (default: the sample's)")
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     capabilities = [c.strip() for c in args.capabilities.split(",") if c.strip()] if args.capabilities else None
     run_sample(
-        load_settings(),
+        load_processor_settings(),
         args.kind,
         processor_id=args.processor_id,
         capabilities=capabilities,

@@ -16,7 +16,20 @@ _LEVELS = {
 
 # Our own packages log ids that come from outside (processor, camera, frame ids); a newline
 # or escape sequence in one would forge a log line or drive the reader's terminal.
-OWN_LOGGERS = frozenset({"app", "agents", "bridge", "processor", "tables", "bench"})
+OWN_LOGGERS = frozenset(
+    {
+        "app",
+        "agents",
+        "bridge",
+        "tables",
+        "bench",
+        "capture",
+        "migrate",
+        "relay",
+        "frame_buffer_sdk",
+        "sample_processors",
+    }
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 

@@ -1,8 +1,8 @@
 """How every Kafka client of the project authenticates and encrypts: one typed object.
 
-``KafkaSecurity.from_settings`` is built at the entrypoints; ``client_kwargs()`` goes into
+Settings' ``kafka_security`` builds it at the entrypoints; ``client_kwargs()`` goes into
 every aiokafka producer, consumer and admin client (``**security.client_kwargs()``) and
-``faust_credentials()`` into the Faust app, so no client can be left on PLAINTEXT by
+the orchestrator's ``app.transport.faust_credentials`` into the Faust app, so no client can be left on PLAINTEXT by
 forgetting an argument somewhere. One SSL context is shared by all clients of a process.
 """
 
@@ -11,14 +11,9 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    from faust.types.auth import CredentialsT
-
-    from app.settings import Settings
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -33,18 +28,6 @@ class KafkaSecurity:
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaSecurity:
-        return cls(
-            protocol=settings.kafka_security_protocol,
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
-            cafile=settings.kafka_ssl_cafile,
-            certfile=settings.kafka_ssl_certfile,
-            keyfile=settings.kafka_ssl_keyfile,
-        )
 
     @property
     def uses_tls(self) -> bool:
@@ -79,23 +62,6 @@ class KafkaSecurity:
             kwargs["sasl_plain_username"] = self.username
             kwargs["sasl_plain_password"] = self.password.get_secret_value() if self.password else None
         return kwargs
-
-    def faust_credentials(self) -> CredentialsT | None:
-        """The Faust app's ``broker_credentials``; None on PLAINTEXT (Faust's default)."""
-        import faust
-
-        if self.uses_sasl:
-            return faust.SASLCredentials(
-                username=self.username,
-                password=self.password.get_secret_value() if self.password else None,
-                ssl_context=self.ssl_context(),
-                mechanism=self.sasl_mechanism,
-            )
-        if self.uses_tls:
-            context = self.ssl_context()
-            assert context is not None
-            return faust.SSLCredentials(context)
-        return None
 
 
 PLAINTEXT = KafkaSecurity()

@@ -19,8 +19,8 @@ import cv2
 import cv2.data
 import numpy as np
 
-from processor.frame import Frame
-from processor.images import Image, to_bgr, to_gray
+from frame_buffer_sdk.frame import Frame
+from sample_processors.images import Image, to_bgr, to_gray
 
 # Frames wider than this are scaled down before detection: HOG's cost grows with the
 # pixel count, and a 1080p frame would take a second of CPU for boxes a 640-wide one finds.

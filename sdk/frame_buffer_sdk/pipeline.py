@@ -26,14 +26,14 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
-from app.kafka import ensure_topics, start_reliable_producer
-from app.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
-from app.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
-from app.settings import Settings
-from app.telemetry import context_from_headers, headers_for, tracer
-from processor.done import DoneMarkers
-from processor.frame import Frame, ProcessFn, RejectFrame
-from processor.pixels import PixelStore, missing_pixels
+from frame_buffer_sdk.done import DoneMarkers
+from frame_buffer_sdk.frame import Frame, ProcessFn, RejectFrame
+from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
+from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
+from frame_buffer_sdk.pixels import PixelStore, missing_pixels
+from frame_buffer_sdk.settings import ProcessorSettings
+from frame_buffer_sdk.telemetry import context_from_headers, headers_for, tracer
 
 log = logging.getLogger(__name__)
 Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
@@ -111,7 +111,7 @@ class FramePipeline:
     a partition); otherwise up to ``concurrency`` frames of a batch run at once.
     """
 
-    def __init__(self, settings: Settings, config: PipelineConfig, process: ProcessFn) -> None:
+    def __init__(self, settings: ProcessorSettings, config: PipelineConfig, process: ProcessFn) -> None:
         if config.concurrency < 1 or config.max_batch < 1:
             raise ValueError("concurrency and max_batch must be >= 1")
         self.settings = settings

@@ -1,6 +1,6 @@
 """Notes each camera's latest detections in Redis, for the dashboard's camera grid.
 
-One hash field per camera and capability, overwritten per frame (see ``app.camera_keys``):
+One hash field per camera and capability, overwritten per frame (see ``frame_buffer_sdk.keys``):
 the grid draws the boxes over the camera's thumbnail and shows the fps out and the latency.
 Best effort: a Redis error is logged and the frame's result goes on unchanged.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from processor.frame import Frame, ProcessFn
+from frame_buffer_sdk.frame import Frame, ProcessFn
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import aiohttp
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app.models import ProcessorSpec
+from frame_buffer_sdk.models import ProcessorSpec
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from typing import Any
 import aiohttp
 from prometheus_client import start_http_server
 
-from app.models import ProcessorSpec, ProcessorStatus
-from app.settings import Settings
-from app.shutdown import exit_after
-from processor.api import OrchestratorAPI
-from processor.frame import ProcessFn
-from processor.pipeline import FramePipeline, PipelineConfig, PipelineStats
+from frame_buffer_sdk.api import OrchestratorAPI
+from frame_buffer_sdk.frame import ProcessFn
+from frame_buffer_sdk.models import ProcessorSpec, ProcessorStatus
+from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig, PipelineStats
+from frame_buffer_sdk.settings import ProcessorSettings
+from frame_buffer_sdk.shutdown import exit_after
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def default_replica_id() -> str:
 class ProcessorClient:
     """A processor: its spec, its ``process`` function, and how it runs.
 
-    ``process`` gets a :class:`processor.frame.Frame` (routed frame + pixel bytes) and returns
+    ``process`` gets a :class:`frame_buffer_sdk.frame.Frame` (routed frame + pixel bytes) and returns
     a JSON-serialisable dict, published as the frame's FrameResult. ``capacity`` is how many
     frames of lag it can hold (the router's backpressure unit). ``stateful`` keeps each
     camera's frames in order (and asks the router for camera affinity); ``concurrency``
@@ -57,7 +57,7 @@ class ProcessorClient:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ProcessorSettings,
         processor_id: str,
         capabilities: list[str],
         process: ProcessFn,

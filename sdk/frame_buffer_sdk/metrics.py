@@ -1,0 +1,32 @@
+"""The Prometheus metrics of a processor built on the SDK, declared once.
+
+A processor's /metrics shows these and nothing of the router or the bridge. The
+orchestrator counts its own dead letters in the same DEAD_LETTERED (label ``service``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+DEAD_LETTERED = Counter(
+    "frame_buffer_dead_lettered_total",
+    "Records written to the dead-letter topic, by reason and service",
+    ["reason", "service"],
+)
+PROCESSING_SECONDS = Histogram(
+    "frame_buffer_processing_seconds",
+    "Time spent in a processor's process()",
+    ["processor_id"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "frame_buffer_end_to_end_latency_seconds",
+    "captured_at to processed_at",
+    ["processor_id"],
+    buckets=LATENCY_BUCKETS,
+)
+FRAMES_PROCESSED = Counter(
+    "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
+)
