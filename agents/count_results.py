@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.context import Orchestrator
+from core.context import Orchestrator
 from frame_buffer_sdk.models import PROCESSOR_SOURCE
 
 

@@ -20,8 +20,8 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from app.context import Orchestrator
-from app.metrics import FRAMES_REROUTED
+from core.context import Orchestrator
+from core.metrics import FRAMES_REROUTED
 from frame_buffer_sdk.kafka import start_reliable_producer
 from frame_buffer_sdk.models import FrameEvent, ProcessorRecord, RoutedFrame
 

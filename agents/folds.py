@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.registry_fold import UnknownProcessor, fold_control
-from app.context import Orchestrator
-from app.deadletter import dead_letter_event
+from core.context import Orchestrator
+from core.deadletter import dead_letter_event
 from frame_buffer_sdk.models import ControlEvent
 
 log = logging.getLogger(__name__)

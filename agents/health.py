@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from frame_buffer_sdk.models import ProcessorStatus
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from core.settings import Settings
 
 _JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
 

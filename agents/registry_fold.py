@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 

@@ -3,7 +3,7 @@
 The decisions are agents.routing's (pure code); this module only applies them to Kafka
 and the tables: dedupe, affinity, dead letters, holding frames when everything is full.
 
-A captured record holds one frame or an envelope of frames (app.envelope). Every record it
+A captured record holds one frame or an envelope of frames (core.envelope). Every record it
 leads to (routed frames, dead letters, held frames) is queued without waiting, and the
 captured record is acked only once all of them are acknowledged (agents.record_acks), so a
 commit never passes a frame whose sends could still be lost. A delivery that fails for good
@@ -31,10 +31,10 @@ from agents.progress import ProgressWatch
 from agents.record_acks import PendingRecord, RecordAcks
 from agents.routing import Action, Decision, Router
 from agents.sender import Headers, RecordSender
-from app import envelope
-from app.context import Orchestrator
-from app.deadletter import count_letter, frame_letter
-from app.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
+from core import envelope
+from core.context import Orchestrator
+from core.deadletter import count_letter, frame_letter
+from core.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
 from frame_buffer_sdk.models import FrameEvent
 from frame_buffer_sdk.telemetry import (
     context_from_headers,

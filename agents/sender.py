@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from app.partitions import PartitionCache
+from core.partitions import PartitionCache
 from frame_buffer_sdk.kafka import start_reliable_producer
 from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 

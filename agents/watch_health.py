@@ -21,9 +21,9 @@ from agents.backpressure import Level, LevelTracker, Thresholds, router_level
 from agents.failover import Failover
 from agents.health import HealthTracker
 from agents.routing import Router
-from app.context import Orchestrator
-from app.lag import LagSample, LagSampler
-from app.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
+from core.context import Orchestrator
+from core.lag import LagSample, LagSampler
+from core.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
 from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)

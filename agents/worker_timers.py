@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.backpressure import Level
 from agents.routing import ProcessorView, Router
-from app.context import Orchestrator
+from core.context import Orchestrator
 from frame_buffer_sdk.models import ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)

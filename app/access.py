@@ -28,7 +28,7 @@ from enum import IntEnum
 from aiohttp import web as aioweb
 from pydantic import SecretStr
 
-from app.settings import Settings
+from core.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -28,7 +28,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from faust import web
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.frame import RejectFrame
 from frame_buffer_sdk.keys import latest_detections_key, latest_frames_key
 from sample_processors.images import Image, bgr_image

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from app.settings import ConfigurationError, Settings, load_settings
+from core.settings import ConfigurationError, Settings, load_settings
 from frame_buffer_sdk.redact import redact_text
 from frame_buffer_sdk.settings import LOG_LEVELS
 
@@ -185,7 +185,7 @@ def capture(
         _capture_cameras(sources, sources_file, loop, pixel_format, jpeg_quality, fps, duration, capabilities, priority)
         return
     settings = _settings()
-    from app.capture import run_capture
+    from devtools.synthetic_capture import run_capture
 
     run_capture(
         settings,
@@ -308,7 +308,7 @@ def dev(
     Ctrl-C stops them in order.
     """
     settings = _settings()
-    from app.dev import DevOptions, run_dev
+    from devtools.dev import DevOptions, run_dev
 
     kinds = _csv(processors) or []
     unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
@@ -384,7 +384,7 @@ _ENV_FILE = click.option(
 @click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="Seconds to wait.")
 def stack_up(env_file: Path, timeout: float) -> None:
     """Start Kafka + Redis in the background (KAFKA_BROKER/REDIS_URL in the env are used as given)."""
-    from app.devstack_daemon import StackError, up
+    from devtools.devstack_daemon import StackError, up
 
     try:
         values = up(env_file, timeout=timeout)
@@ -398,7 +398,7 @@ def stack_up(env_file: Path, timeout: float) -> None:
 @click.option("--timeout", type=click.FloatRange(min=1), default=30, show_default=True, help="Seconds to wait.")
 def stack_down(env_file: Path, timeout: float) -> None:
     """Stop the stack `stack up` started with this env file, and remove the file."""
-    from app.devstack_daemon import StackError, down
+    from devtools.devstack_daemon import StackError, down
 
     try:
         message = down(env_file, timeout=timeout)
@@ -411,7 +411,7 @@ def stack_down(env_file: Path, timeout: float) -> None:
 @_ENV_FILE
 def stack_serve(env_file: Path) -> None:
     """The detached supervisor `stack up` starts: holds the stack open until SIGTERM."""
-    from app.devstack_daemon import serve
+    from devtools.devstack_daemon import serve
 
     serve(env_file)
 

@@ -31,12 +31,12 @@ from agents.sender import KafkaSender, RecordSender
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.camera_grid import register_camera_grid
-from app.context import Orchestrator, Tables
 from app.readiness import register_health_views
-from app.settings import Settings, load_settings
-from app.topics import define_topics
 from app.transport import app_with_fetch_wait, faust_credentials
 from app.web import register_web
+from core.context import Orchestrator, Tables
+from core.settings import Settings, load_settings
+from core.topics import define_topics
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.shutdown import exit_after

@@ -21,7 +21,7 @@ from aiokafka.client import AIOKafkaClient
 from faust import web
 
 from agents.progress import ProgressWatch
-from app.context import Orchestrator
+from core.context import Orchestrator
 from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 PROBE_TIMEOUT_SECONDS = 2.0

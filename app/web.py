@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from agents.registry_fold import last_replica_leaving
 from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
-from app.context import Orchestrator
-from app.counters import sum_snapshots
 from bridge.names import bridge_states
+from core.context import Orchestrator
+from core.counters import sum_snapshots
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import (
     PROCESSOR_ID_RE,

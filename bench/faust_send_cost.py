@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         run_worker(args.bootstrap, modes[0], args.records, args.linger_ms)
         return 0
 
-    from app.devstack import DevStack
+    from devtools.devstack import DevStack
 
     with DevStack() as stack:
         for mode in modes:

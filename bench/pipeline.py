@@ -19,11 +19,11 @@ from typing import Any
 
 import aiohttp
 
-from app.devstack import free_port
-from app.settings import Settings
 from bench.procs import Child
 from bench.receivers import KafkaReceivers
 from bench.scenarios import BenchEnv, System, processor_id
+from core.settings import Settings
+from devtools.devstack import free_port
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import ProcessorSpec
 

@@ -1,6 +1,6 @@
 """``python -m bench.run --profile quick|full``: the whole benchmark, written to bench/results/.
 
-Each system gets fresh servers (app.devstack: embedded Tansu and Valkey unless KAFKA_BROKER /
+Each system gets fresh servers (devtools.devstack: embedded Tansu and Valkey unless KAFKA_BROKER /
 REDIS_URL name others), so no system runs against a broker already holding another's data.
 Writes <profile>.json (everything measured), <profile>.md (tables) and <profile>.png (plot).
 """
@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.devstack import DevStack
 from bench import routing_cost
 from bench.baselines import NullPipeline, RawKafka, RawRedis, RedisFanout
 from bench.pipeline import OurPipeline
@@ -28,6 +27,7 @@ from bench.profiles import FANOUT, NULL, OURS_1W, OURS_2W, PROFILES, RAW_KAFKA, 
 from bench.report import write_reports
 from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
 from bench.worker_drain import drain
+from devtools.devstack import DevStack
 
 log = logging.getLogger("bench")
 DRAIN_PER_RECORD = 20

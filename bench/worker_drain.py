@@ -29,13 +29,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from app import envelope
-from app.devstack import DevStack
-from app.parsing import parse_entry
 from bench.frames import capability_of, flat_fields
 from bench.pipeline import OurPipeline
 from bench.procs import peak_rss_mb
 from bench.scenarios import BenchEnv
+from core import envelope
+from core.parsing import parse_entry
+from devtools.devstack import DevStack
 
 log = logging.getLogger("bench.worker_drain")
 IDLE_SECONDS = 3.0

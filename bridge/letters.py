@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.parsing import ParseError
+from core.parsing import ParseError
 from frame_buffer_sdk.models import DeadLetter
 
 MAX_RAW_FIELDS = 64

@@ -29,9 +29,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from app import envelope, metrics
-from app.parsing import parse_entry
-from app.settings import Settings
 from bridge import letters, poison, trim
 from bridge.names import (
     STATE_TTL_SECONDS,
@@ -45,6 +42,9 @@ from bridge.names import (
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
 from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
+from core import envelope, metrics
+from core.parsing import parse_entry
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow

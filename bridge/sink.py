@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from app import envelope
-from app.partitions import PartitionCache
+from core import envelope
+from core.partitions import PartitionCache
 from frame_buffer_sdk.models import DeadLetter, FrameEvent
 
 Delivery = asyncio.Future[RecordMetadata]

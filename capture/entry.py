@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from app.capture import new_traceparent
+from frame_buffer_sdk.telemetry import new_traceparent
 
 SERVICE = "frame-orchestrator-capture"
 

@@ -18,10 +18,10 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from app.metrics import CAPTURE_CONNECTED, CAPTURE_FRAMES_DECODED, CAPTURE_FRAMES_DROPPED, CAPTURE_RECONNECTS
 from capture.encoding import encode
 from capture.sampler import FpsSampler
 from capture.sources import CameraSource
+from core.metrics import CAPTURE_CONNECTED, CAPTURE_FRAMES_DECODED, CAPTURE_FRAMES_DROPPED, CAPTURE_RECONNECTS
 from frame_buffer_sdk.redact import redact_text
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,11 @@ import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
-from app.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
-from app.settings import Settings
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
+from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
+from core.settings import Settings
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
 

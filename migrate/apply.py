@@ -14,7 +14,7 @@ from datetime import timedelta
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorStatus, utcnow
 from migrate.plan import Plan, Snapshot
 from migrate.state import marker_key

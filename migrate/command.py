@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from migrate.apply import apply_redis, convert_dead_letters, finish, register_processors
 from migrate.plan import plan, report

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import DeadLetter, RoutedFrame
 from relay.fields import DETEKTR_GROUP, stream_fields
 from relay.queues import Queue

@@ -17,7 +17,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
 from relay.delivery import Delivery

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.devstack import DevStack, free_port
-from app.settings import Settings
+from core.settings import Settings
+from devtools.devstack import DevStack, free_port
 
 # The workers' API_TOKEN and the SDK's ORCHESTRATOR_TOKEN in every test; http_json sends it.
 TEST_API_TOKEN = "test-api-token-0123456789"

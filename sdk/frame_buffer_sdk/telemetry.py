@@ -7,6 +7,7 @@ along as ``traceparent``/``tracestate`` Kafka headers; ``context_from_headers`` 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -119,3 +120,13 @@ def trace_headers(traceparent: str | None, tracestate: str | None = None) -> lis
     if tracestate:
         headers.append(("tracestate", tracestate.encode()))
     return headers
+
+
+def new_traceparent() -> str:
+    """A random, valid W3C traceparent of a sampled root span."""
+    trace_id = secrets.token_hex(16)
+    span_id = secrets.token_hex(8)
+    # All-zero ids are invalid; at 2^-64 odds a redraw is cheaper than a branch on every frame's parse.
+    if int(trace_id, 16) == 0 or int(span_id, 16) == 0:
+        return new_traceparent()
+    return f"00-{trace_id}-{span_id}-01"

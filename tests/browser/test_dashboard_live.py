@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import FrameEvent
 from tests.browser.cdp import Browser

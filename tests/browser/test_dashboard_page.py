@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from app.dashboard import dashboard_html
-from app.devstack import free_port
+from devtools.devstack import free_port
 from tests.browser.cdp import Browser
 
 pytestmark = pytest.mark.browser

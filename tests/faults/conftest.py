@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from app.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture

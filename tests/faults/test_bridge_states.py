@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from app.settings import Settings
 from bridge.names import bridge_states
 from bridge.service import Bridge
+from core.settings import Settings
 from tests.integration.test_bridge import wait_until
 
 pytestmark = pytest.mark.integration

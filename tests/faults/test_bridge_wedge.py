@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from app.settings import Settings
 from bridge.poison import POISON_REASON
 from bridge.service import Bridge
+from core.settings import Settings
 from tests.faults.bridges import serving
 from tests.integration.test_bridge import Records, frame_ids, read_frames, read_topic, valid, wait_until, xadd_all
 

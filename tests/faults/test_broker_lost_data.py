@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.devstack import DevStack
+from devtools.devstack import DevStack
 from tests.integration.cluster import Cluster, http_json, produce_frames, small_frame, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration

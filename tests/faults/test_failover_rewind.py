@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.failover import commit_as_admin, reroute_backlog
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import ProcessorRecord
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk import Frame, ProcessorClient, RejectFrame
 from tests.integration.cluster import (
     Cluster,

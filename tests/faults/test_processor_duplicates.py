@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.done import DoneMarkers
 from frame_buffer_sdk.kafka import ensure_topics
@@ -122,7 +122,7 @@ async def test_a_pair_a_peer_finished_while_the_batch_ran_is_not_published_again
 _FREEZING_REPLICA = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from app.settings import load_settings
+from core.settings import load_settings
 from frame_buffer_sdk import ProcessorClient
 
 settings = load_settings()

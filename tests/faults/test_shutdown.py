@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.devstack import DevStack, free_port
-from app.devstack_daemon import _server_pids, alive
+from devtools.devstack import DevStack, free_port
+from devtools.devstack_daemon import _server_pids, alive
 from frame_buffer_sdk.shutdown import EXIT_GRACE_EXPIRED
 from tests.conftest import env_of
 from tests.integration.cluster import ROOT, Cluster, wait_ready, wait_until

@@ -24,8 +24,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.devstack import free_port
-from app.settings import Settings
+from core.settings import Settings
+from devtools.devstack import free_port
 from frame_buffer_sdk.models import FrameEvent
 from tests.conftest import TEST_API_TOKEN
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import FrameEvent
 from tests.integration.cluster import (
     Cluster,

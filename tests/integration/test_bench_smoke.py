@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.devstack import DevStack
+from devtools.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.camera_grid import CACHE_SECONDS, THUMB_WIDTH, CameraGrid
-from app.settings import Settings
 from capture.reader import ReaderConfig
 from capture.service import VideoCapture
 from capture.sources import CameraSource
+from core.settings import Settings
 from frame_buffer_sdk.frame import Frame
 from frame_buffer_sdk.keys import detections_field, latest_detections_key, latest_frames_key
 from frame_buffer_sdk.latest import RecordLatest

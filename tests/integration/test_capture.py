@@ -14,9 +14,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from app.capture import FORMAT, CaptureConfig, capture, run_capture
-from app.parsing import parse_entry
-from app.settings import Settings
+from core.parsing import parse_entry
+from core.settings import Settings
+from devtools.synthetic_capture import FORMAT, CaptureConfig, capture, run_capture
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.settings import Settings
 from bridge.service import Bridge
+from core.settings import Settings
 from tests.detektr import capture_entry
 from tests.integration.test_bridge import Fields, frames_of, read_topic, traceparent_for, wait_until, xadd_all
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from app.devstack import free_port
-from app.devstack_daemon import alive, read_env_file
+from devtools.devstack import free_port
+from devtools.devstack_daemon import alive, read_env_file
 from tests.conftest import env_of
 
 pytestmark = pytest.mark.integration

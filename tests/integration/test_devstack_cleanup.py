@@ -12,15 +12,15 @@ import time
 
 import pytest
 
-from app.devstack_daemon import alive
+from devtools.devstack_daemon import alive
 from tests.integration.cluster import ROOT
 
 pytestmark = pytest.mark.integration
 
 OWNER = """
 import time
-from app.devstack import DevStack
-from app.devstack_daemon import _server_pids
+from devtools.devstack import DevStack
+from devtools.devstack_daemon import _server_pids
 stack = DevStack(use_env=False).start()
 print(",".join(map(str, _server_pids(stack))), flush=True)
 time.sleep(600)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.devstack import free_port
+from devtools.devstack import free_port
 from tests.integration.cluster import Cluster, Proc, http_json, wait_ready
 
 pytestmark = pytest.mark.integration

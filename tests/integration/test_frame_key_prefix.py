@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.lag import processor_watch
-from app.settings import Settings
+from core.lag import processor_watch
+from core.settings import Settings
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.kafka import ensure_topics
 from tests.integration.test_processor_sdk import _produce, _read_all, _routed, _wait_until

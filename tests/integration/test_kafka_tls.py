@@ -20,10 +20,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from app.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
-from app.lag import LagSampler
-from app.settings import Settings
 from bridge.service import Bridge
+from core.lag import LagSampler
+from core.settings import Settings
+from devtools.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import RoutedFrame

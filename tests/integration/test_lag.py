@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.lag import LagSampler, build_sample, processor_watch, router_watch
-from app.settings import Settings
+from core.lag import LagSampler, build_sample, processor_watch, router_watch
+from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics
 
 

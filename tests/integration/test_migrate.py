@@ -20,8 +20,8 @@ import migrate.apply
 import migrate.command
 import migrate.state
 from app.cli import main
-from app.settings import Settings
 from bridge.service import Bridge
+from core.settings import Settings
 from migrate.command import migrate_from_v1
 from migrate.plan import Plan
 from migrate.state import marker_key

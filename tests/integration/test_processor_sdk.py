@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.devstack import free_port
-from app.lag import LagSampler, processor_watch
-from app.settings import Settings
+from core.lag import LagSampler, processor_watch
+from core.settings import Settings
+from devtools.devstack import free_port
 from frame_buffer_sdk import Frame, ProcessorClient, RejectFrame
 from frame_buffer_sdk.api import RegistrationError
 from frame_buffer_sdk.kafka import ensure_topics
@@ -324,7 +324,7 @@ async def test_registration_refused_or_unreachable_is_a_clear_error(make_setting
 _BLOCKING_REPLICA = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from app.settings import load_settings
+from core.settings import load_settings
 from frame_buffer_sdk import ProcessorClient
 
 settings = load_settings()

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, ResponseError
 
-from app.devstack import dies_with_parent, free_port, redis_binary, wait_for_port
 from bridge.service import Bridge
+from devtools.devstack import dies_with_parent, free_port, redis_binary, wait_for_port
 from tests.integration.cluster import Cluster, http_json, wait_ready
 
 pytestmark = pytest.mark.integration

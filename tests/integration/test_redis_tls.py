@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.devstack import DevStack
-from app.settings import Settings
+from core.settings import Settings
+from devtools.devstack import DevStack
 from tests.integration.tls import TlsTerminator, make_certs
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
-from app.settings import Settings
+from core.settings import Settings
 from relay.service import Relay
 from tests.conftest import TEST_API_TOKEN
 from tests.detektr import DetektrProcessor

@@ -23,8 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.main import create_worker_app
-from app.settings import Settings
 from bridge.service import Bridge
+from core.settings import Settings
 from frame_buffer_sdk.client import ProcessorClient
 from frame_buffer_sdk.frame import Frame
 from frame_buffer_sdk.kafka import ensure_topics

@@ -23,11 +23,11 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
-from app.devstack import free_port
-from app.settings import Settings
 from capture.reader import ReaderConfig
 from capture.service import VideoCapture
 from capture.sources import CameraSource
+from core.settings import Settings
+from devtools.devstack import free_port
 from frame_buffer_sdk import Frame, ProcessorClient
 from sample_processors.images import to_bgr
 from tests.integration.cluster import ROOT, Cluster, http_json, wait_ready, wait_until

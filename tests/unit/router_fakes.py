@@ -14,7 +14,7 @@ import pytest
 from agents.backpressure import Level
 from agents.routing import ProcessorView
 from app.main import WorkerApp, create_worker_app
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import FrameEvent
 
 

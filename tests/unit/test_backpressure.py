@@ -18,7 +18,7 @@ from agents.backpressure import (
     router_level,
     utilisation,
 )
-from app.settings import load_settings
+from core.settings import load_settings
 
 T = Thresholds(elevated=0.6, high=0.8, critical=0.95, hysteresis=0.05)
 

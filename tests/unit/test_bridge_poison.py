@@ -12,10 +12,10 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
-from app.settings import Settings
 from bridge import letters, poison
 from bridge.service import Bridge, _InFlight
 from bridge.source import Entry
+from core.settings import Settings
 from frame_buffer_sdk.models import DeadLetter
 
 PRODUCER_LIMIT = 1 << 20

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.parsing import ParseOutcome, parse_entry
-from app.settings import Settings
 from bridge import letters
+from core.parsing import ParseOutcome, parse_entry
+from core.settings import Settings
 from frame_buffer_sdk.models import FrameEvent
 from tests.detektr import capture_entry
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from app.counters import MAX_CAMERAS, OTHER_CAMERAS, BoundedCounter, FrameCounters, sum_snapshots
-from app.metrics import FRAMES_SHED
+from core.counters import MAX_CAMERAS, OTHER_CAMERAS, BoundedCounter, FrameCounters, sum_snapshots
+from core.metrics import FRAMES_SHED
 
 
 def test_shed_counts_keep_max_cameras_keys_and_lose_no_count() -> None:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.settings import Settings
+from core.settings import Settings
 
 SUBCOMMANDS = [
     [],
@@ -107,7 +107,7 @@ def test_stack_down_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
 
 
 def test_processor_kinds_and_dev_capabilities_match_the_samples() -> None:
-    from app.dev import SAMPLE_CAPABILITIES
+    from devtools.dev import SAMPLE_CAPABILITIES
     from sample_processors.samples import SAMPLE_KINDS, build_sample
 
     processor_command = main.commands["processor"]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import faust
 
 from agents.count_results import register_count_dead_letters
-from app.counters import FrameCounters, sum_snapshots
+from core.counters import FrameCounters, sum_snapshots
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter
 
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from app.dashboard import dashboard_html, register_dashboard
-from app.devstack import free_port
+from devtools.devstack import free_port
 
 
 def _app(**conf: Any) -> faust.App:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from app.dev import dev_settings
-from app.settings import Settings
+from core.settings import Settings
+from devtools.dev import dev_settings
 
 
 def test_each_dev_run_makes_a_token_its_processors_send(tmp_path: Path) -> None:

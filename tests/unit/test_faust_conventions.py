@@ -17,7 +17,7 @@ from yarl import URL
 
 import app.main as main
 from app.main import GracefulWorker, create_worker_app, faust_app, required_topics
-from app.settings import Settings
+from core.settings import Settings
 from tables import affinity, dedupe, load, registry, waiting, worker_stats
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.health import HealthTracker, StatusChange
-from app.settings import load_settings
+from core.settings import load_settings
 from frame_buffer_sdk.models import ProcessorStatus as S
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.logs import EscapedRecord, escape_controls
 from frame_buffer_sdk.models import MAX_CAPABILITIES, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, ProcessorSpec
 from frame_buffer_sdk.names import find_collision

@@ -11,8 +11,8 @@ from unittest import mock
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from app.settings import Settings
 from app.transport import faust_credentials
+from core.settings import Settings
 
 SASL_SSL = {
     "kafka_security_protocol": "SASL_SSL",
@@ -49,8 +49,8 @@ def recorder() -> Iterator[Recorder]:
     targets = [
         ("frame_buffer_sdk.kafka.AIOKafkaProducer", "producer"),
         ("frame_buffer_sdk.kafka.AIOKafkaAdminClient", "admin"),
-        ("app.lag.AIOKafkaConsumer", "lag consumer"),
-        ("app.lag.AIOKafkaAdminClient", "lag admin"),
+        ("core.lag.AIOKafkaConsumer", "lag consumer"),
+        ("core.lag.AIOKafkaAdminClient", "lag admin"),
         ("agents.failover.AIOKafkaConsumer", "failover consumer"),
         ("agents.failover.AIOKafkaAdminClient", "failover admin"),
         ("frame_buffer_sdk.pipeline.AIOKafkaConsumer", "sdk consumer"),
@@ -71,10 +71,10 @@ def security_part(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path: Path) -> None:
     from agents.failover import reroute_backlog
-    from app.lag import LagSampler
     from app.main import _kafka_sender, faust_app
     from app.readiness import BrokerProbe
     from bridge.service import Bridge
+    from core.lag import LagSampler
     from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
     from frame_buffer_sdk.models import ProcessorRecord
     from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from unittest import mock
 
-from app.settings import Settings
 from bridge import service
+from core.settings import Settings
 from frame_buffer_sdk.client import ProcessorClient
 
 

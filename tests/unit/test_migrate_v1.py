@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.parsing import parse_entry
+from core.parsing import parse_entry
 from migrate.plan import FROM_START, Marker, Snapshot, V1Group, plan, report
 from migrate.v1 import ORIGIN_FIELD, NotImportable, V1Names, dead_letter, processor_spec, replay_fields
 

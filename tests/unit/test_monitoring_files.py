@@ -1,6 +1,6 @@
 """The deployment files hold together: no docker engine here, so they are checked by parsing.
 
-* every metric and label Prometheus/Grafana queries exists in app/metrics.py, and every
+* every metric and label Prometheus/Grafana queries exists in core/metrics.py, and every
   metric there has a Grafana panel;
 * Prometheus scrapes each metrics-serving service on the port its environment sets;
 * docker-compose runs `frame-orchestrator <subcommand>` commands the CLI accepts, sets only
@@ -21,10 +21,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-import app.metrics
+import core.metrics
 import frame_buffer_sdk.metrics
 from app.cli import main as cli
-from app.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -45,9 +45,9 @@ _METRICS_PORT_VAR = {"worker": "WEB_PORT", "bridge": "BRIDGE_METRICS_PORT", "pro
 
 @cache
 def declared() -> dict[str, tuple[str, frozenset[str]]]:
-    """Series name -> (metric family, label names) for every metric of app/metrics.py and the SDK's."""
+    """Series name -> (metric family, label names) for every metric of core/metrics.py and the SDK's."""
     series: dict[str, tuple[str, frozenset[str]]] = {}
-    for value in [*vars(app.metrics).values(), *vars(frame_buffer_sdk.metrics).values()]:
+    for value in [*vars(core.metrics).values(), *vars(frame_buffer_sdk.metrics).values()]:
         if not isinstance(value, MetricWrapperBase):
             continue
         labels = frozenset(value._labelnames)
@@ -105,7 +105,7 @@ def test_every_queried_metric_and_label_exists() -> None:
         used = _METRIC_RE.findall(expr)
         assert used, f"panel {title!r} queries no frame_buffer metric: {expr}"
         unknown = [m for m in used if m not in names]
-        assert not unknown, f"panel {title!r} uses {unknown}, not in app/metrics.py or frame_buffer_sdk/metrics.py"
+        assert not unknown, f"panel {title!r} uses {unknown}, not in core/metrics.py or frame_buffer_sdk/metrics.py"
         allowed = _IMPLICIT_LABELS.union(*(names[m][1] for m in used))
         for group in _BY_RE.findall(expr):
             labels = {label.strip() for label in group.split(",") if label.strip()}

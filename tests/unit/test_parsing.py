@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.parsing import ParseOutcome, parse_entry, parse_timestamp
+from core.parsing import ParseOutcome, parse_entry, parse_timestamp
 from frame_buffer_sdk.models import FrameEvent
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

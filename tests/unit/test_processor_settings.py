@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.errors import ConfigurationError
 from frame_buffer_sdk.settings import ProcessorSettings, load_processor_settings
 

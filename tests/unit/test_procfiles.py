@@ -10,7 +10,7 @@ import click
 import pytest
 
 from app.cli import main
-from app.settings import Settings
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from app.progress import ChildStatus, Poll, ProgressView, Rates, plain_line, render, totals_line
+from devtools.progress import ChildStatus, Poll, ProgressView, Rates, plain_line, render, totals_line
 
 STATS = {
     "captured": 120,

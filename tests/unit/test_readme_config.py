@@ -9,7 +9,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from app.settings import Settings
+from core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \| (.*?) \| (.*) \|$")
@@ -45,7 +45,7 @@ def test_every_setting_is_in_the_readme_with_its_default() -> None:
         for name, field in Settings.model_fields.items()
         if rows[name.upper()][0] != default_text(field)
     }
-    assert not wrong, f"README default differs from app/settings.py (readme, code): {wrong}"
+    assert not wrong, f"README default differs from core/settings.py (readme, code): {wrong}"
 
 
 def test_readme_names_no_setting_that_does_not_exist() -> None:
@@ -61,7 +61,7 @@ def test_every_metric_is_listed_in_the_readme() -> None:
     from prometheus_client.metrics import MetricWrapperBase
 
     import frame_buffer_sdk.metrics
-    from app import metrics
+    from core import metrics
 
     text = README.read_text(encoding="utf-8")
     modules = (metrics, frame_buffer_sdk.metrics)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.registry_fold import UnknownProcessor, fold_control
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorSpec, ProcessorStatus
 
 SETTINGS = Settings(processor_partitions=3)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agents.registry_fold import fold_control
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorSpec, RoutedFrame
 from relay.fields import stream_fields
 from relay.queues import Queue, processor_key, queue_of, registry_changelog

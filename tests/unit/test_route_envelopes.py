@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.backpressure import Level
-from app import envelope
 from app.main import WorkerApp
+from core import envelope
 from tests.unit.router_fakes import Sent, frame, ready, view, worker
 
 __all__ = ["worker"]  # the fixture, imported for pytest

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.frame import Frame, RejectFrame
 from frame_buffer_sdk.models import RoutedFrame
 from sample_processors.samples import BrightnessMotion, FakeDetector, build_sample, gray8

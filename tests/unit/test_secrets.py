@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.settings import ConfigurationError, Settings, load_settings
+from core.settings import ConfigurationError, Settings, load_settings
 
 SECRETS = {
     "api_token": "api-secret-0123456789",

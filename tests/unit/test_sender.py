@@ -10,7 +10,7 @@ from aiokafka.errors import MessageSizeTooLargeError, NotLeaderForPartitionError
 
 import agents.sender as sender_module
 from agents.sender import RETRIES, KafkaSender
-from app.partitions import PartitionCache
+from core.partitions import PartitionCache
 
 
 class FakeProducer:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from app.parsing import parse_entry
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sampler import FpsSampler
 from capture.service import VideoCapture
 from capture.sources import CameraSource, SourceError, check_unique, load_sources, parse_source
+from core.parsing import parse_entry
 
 
 def kept(sampler: FpsSampler, times: list[Fraction]) -> list[int]:

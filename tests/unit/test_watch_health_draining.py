@@ -9,7 +9,7 @@ from unittest import mock
 
 from agents.routing import Router
 from agents.watch_health import HealthWatch
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.models import ProcessorStatus
 
 

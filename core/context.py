@@ -11,9 +11,9 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
-from app.counters import FrameCounters
-from app.settings import Settings
-from app.topics import Topics
+from core.counters import FrameCounters
+from core.settings import Settings
+from core.topics import Topics
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import TopicT
 
-from app.settings import Settings
+from core.settings import Settings
 
 
 @dataclass

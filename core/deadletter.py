@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.context import Orchestrator
-from app.metrics import DEAD_LETTERED, FRAMES_DROPPED
+from core.context import Orchestrator
+from core.metrics import DEAD_LETTERED, FRAMES_DROPPED
 from frame_buffer_sdk.models import DeadLetter, FrameEvent
 
 log = logging.getLogger(__name__)

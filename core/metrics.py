@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from app.counters import MAX_CAMERAS, OTHER_CAMERAS
+from core.counters import MAX_CAMERAS, OTHER_CAMERAS
 from frame_buffer_sdk.metrics import DEAD_LETTERED, LATENCY_BUCKETS
 
 __all__ = ["DEAD_LETTERED"]  # shared with the SDK, declared there once

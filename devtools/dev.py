@@ -30,10 +30,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from app.devstack import DevStack, DevStackError, dies_with_parent, free_port
-from app.progress import ChildStatus, Poll, ProgressView
-from app.settings import Settings
 from capture.demo import write_demo_video
+from core.settings import Settings
+from devtools.devstack import DevStack, DevStackError, dies_with_parent, free_port
+from devtools.progress import ChildStatus, Poll, ProgressView
 
 # Which capability each sample processor serves; capture asks for these so frames reach them.
 SAMPLE_CAPABILITIES = {

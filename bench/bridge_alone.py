@@ -1,6 +1,6 @@
 """Bridge throughput: fill a fresh stream, then time one bridge draining it into Kafka.
 
-``python -m bridge.bench --entries 50000`` uses KAFKA_BROKER/REDIS_URL when set, else starts
+``python -m bench.bridge_alone --entries 50000`` uses KAFKA_BROKER/REDIS_URL when set, else starts
 the dev stack. Prints entries/s of the drain (the bridge's own start-up excluded).
 """
 
@@ -14,9 +14,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from app.devstack import DevStack
-from app.settings import load_settings
 from bridge.service import Bridge
+from core.settings import load_settings
+from devtools.devstack import DevStack
 
 FILL_CHUNK = 2000
 

@@ -24,10 +24,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from app.settings import Settings
+from core.settings import Settings
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import CAPABILITY_RE
 from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.telemetry import new_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ class CaptureConfig:
     def frames_per_camera(self) -> int | None:
         """Frame k is due at k/fps for k < duration x fps; None runs until stopped."""
         return None if self.duration is None else round(self.duration * self.fps)
-
-
-def new_traceparent() -> str:
-    """A random, valid W3C traceparent of a sampled root span."""
-    trace_id = secrets.token_hex(16)
-    span_id = secrets.token_hex(8)
-    # All-zero ids are invalid; at 2^-64 odds a redraw is cheaper than a branch on every frame's parse.
-    if int(trace_id, 16) == 0 or int(span_id, 16) == 0:
-        return new_traceparent()
-    return f"00-{trace_id}-{span_id}-01"
 
 
 def synthetic_pixels(width: int, height: int, sequence: int, phase: int) -> bytes:

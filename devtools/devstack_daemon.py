@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.devstack import DevStack
+from devtools.devstack import DevStack
 
 SUPERVISOR_PID = "FRAME_STACK_PID"
 SERVER_PIDS = "FRAME_STACK_SERVER_PIDS"

@@ -1,0 +1,72 @@
+"""The layout reads one way: each floor imports only the floors below it.
+
+frame_buffer_sdk (contracts, the SDK) < core (the orchestrator's ground floor) < agents,
+tables, bridge and the other services < app (the Faust app, web, CLI). Dev tooling and the
+benchmarks stand apart. Checked on the source, so a new import that climbs fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = {
+    "frame_buffer_sdk": ROOT / "sdk" / "frame_buffer_sdk",
+    **{
+        name: ROOT / name
+        for name in (
+            *("app", "core", "devtools", "agents", "tables", "bridge"),
+            *("sample_processors", "capture", "migrate", "relay", "bench"),
+        )
+    },
+}
+SERVICES = {"frame_buffer_sdk", "core", "tables"}
+# What each package may import of the others; app and bench may import anything.
+ALLOWED: dict[str, set[str]] = {
+    "frame_buffer_sdk": set(),
+    "core": {"frame_buffer_sdk"},
+    "tables": {"frame_buffer_sdk", "core"},
+    "agents": SERVICES,
+    "bridge": SERVICES,
+    "capture": SERVICES,
+    "migrate": SERVICES,
+    "relay": SERVICES,
+    "sample_processors": {"frame_buffer_sdk"},
+    "devtools": SERVICES | {"capture"},
+}
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """Other project packages each module of ``package`` imports, by module path."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(PACKAGES[package].rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in PACKAGES and top != package:
+                    found.setdefault(str(path.relative_to(ROOT)), set()).add(top)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_only_climb_down(package: str) -> None:
+    climbing = {
+        module: sorted(tops - ALLOWED[package])
+        for module, tops in imported_packages(package).items()
+        if tops - ALLOWED[package]
+    }
+    assert not climbing, f"{package} may import only {sorted(ALLOWED[package])}: {climbing}"
+
+
+def test_the_check_sees_imports() -> None:
+    # The app imports every floor below it; a scan that found nothing would pass any rule.
+    seen = set().union(*imported_packages("app").values())
+    assert {"core", "agents", "tables", "bridge", "frame_buffer_sdk"} <= seen
