@@ -280,10 +280,12 @@ def renderables(report: dict[str, Any]) -> Group:
         workers.add_row(w["url"], ",".join(map(str, w["partitions"])) or "-", health_cell, str(w.get("boot_id") or "-"))
 
     router = report["router"]
-    title = Text.assemble("Router lag (captured topic)  level ", _level(router["level"]), f"  total {router['lag']:,}")
+    router_line = Text.assemble(
+        ("router ", "bold"), "level ", _level(router["level"]), f"  lag {router['lag']:,} (captured topic)"
+    )
     if router.get("error"):
-        title.append(f"  {router['error']}", style="red")
-    lags = Table(title=title, title_justify="left")
+        router_line.append(f"  {router['error']}", style="red")
+    lags = Table(title="Router lag per captured partition", title_justify="left")
     for column, justify in (("PARTITION", "right"), ("LAG", "right"), ("WORKER", "left")):
         lags.add_column(column, justify=justify)  # type: ignore[arg-type]
     for p in router["partitions"]:
@@ -350,7 +352,7 @@ def renderables(report: dict[str, Any]) -> Group:
         )
     dead = report.get("dead_lettered") or {}
     dead_line = Text("dead letters by reason: " + (", ".join(f"{k} {v:,}" for k, v in sorted(dead.items())) or "none"))
-    parts_shown: list[Any] = [head, summary, dead_line, workers, lags, procs]
+    parts_shown: list[Any] = [head, summary, dead_line, workers, router_line, lags, procs]
     if parts.row_count:
         parts_shown.append(parts)
     parts_shown.append(line)
