@@ -351,6 +351,153 @@ def migrate(from_v1: bool, dry_run: bool, v1_group: str, v1_queue: str, v1_dlq: 
     click.echo(asyncio.run(migrate_from_v1(settings, names, dry_run=dry_run)))
 
 
+def _api_target(settings: Settings, url: str | None, token: str | None) -> tuple[str, str | None]:
+    """The worker to ask (--url, else ORCHESTRATOR_URL when set, else this host's WEB_PORT) and its token."""
+    if url is None:
+        given = "orchestrator_url" in settings.model_fields_set
+        url = settings.orchestrator_url if given else f"http://127.0.0.1:{settings.web_port}"
+    if token is None:
+        secret = settings.admin_token or settings.api_token or settings.orchestrator_token
+        token = secret.get_secret_value() if secret is not None else None
+    return url.rstrip("/"), token
+
+
+@main.command()
+@click.option("--url", default=None, help="A worker's base URL (default: ORCHESTRATOR_URL, else localhost:WEB_PORT).")
+@click.option("--token", default=None, help="Bearer token (default: ADMIN_TOKEN, API_TOKEN or ORCHESTRATOR_TOKEN).")
+@click.option("--json", "as_json", is_flag=True, help="The same data as JSON, for scripts.")
+@click.option("--no-redis", is_flag=True, help="Never read the bridge backlog from Redis (only from live bridges).")
+def status(url: str | None, token: str | None, as_json: bool, no_redis: bool) -> None:
+    """Workers, processors, levels, lag per partition, health and the bridge backlog.
+
+    Asks one worker's REST API, like `kafka-consumer-groups --describe` for this system.
+    Exit 1 when the worker cannot be asked.
+    """
+    import asyncio
+    import json
+
+    from app.status import StatusError, StreamSource, Target, collect, renderables
+
+    settings = _settings()
+    base, bearer = _api_target(settings, url, token)
+    stream = None if no_redis else StreamSource(settings.redis, settings.capture_stream, settings.capture_group)
+    try:
+        report = asyncio.run(collect(Target(base, bearer, settings.captured_topic), stream))
+    except StatusError as exc:
+        click.echo(f"status: {exc}", err=True)
+        raise SystemExit(1) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(renderables(report))
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """List DEAD_LETTER_TOPIC, or replay chosen dead letters through routing (each once)."""
+
+
+def _letter_filters(f: click.decorators.FC) -> click.decorators.FC:
+    for decorator in reversed(
+        (
+            click.option("--reason", "reasons", multiple=True, help="Only this reason. Repeatable."),
+            click.option("--camera", "cameras", multiple=True, help="Only this camera id. Repeatable."),
+            click.option("--since", default=None, help="From this time: ISO 8601, or ago like 30s, 10m, 2h, 1d."),
+            click.option("--until", default=None, help="Up to this time: ISO 8601, or ago like 10m."),
+            click.option("--id", "ids", multiple=True, metavar="PARTITION:OFFSET", help="Only this one. Repeatable."),
+            click.option("--json", "as_json", is_flag=True, help="JSON for scripts."),
+        )
+    ):
+        f = decorator(f)
+    return f
+
+
+def _letter_filter(
+    reasons: tuple[str, ...], cameras: tuple[str, ...], since: str | None, until: str | None, ids: tuple[str, ...]
+) -> object:
+    from app.dead_letters import DeadLetterError, LetterFilter, parse_time
+
+    try:
+        return LetterFilter(
+            reasons=frozenset(reasons),
+            cameras=frozenset(cameras),
+            ids=frozenset(ids),
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+        )
+    except DeadLetterError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@dead_letters.command("list")
+@_letter_filters
+def dead_letters_list(
+    reasons: tuple[str, ...],
+    cameras: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    ids: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """The dead letters that match every filter given, as a table (or --json)."""
+    import asyncio
+    import json
+
+    from app.dead_letters import DeadLetterError, LetterFilter, letters_table, list_letters
+
+    settings = _settings()
+    chosen = _letter_filter(reasons, cameras, since, until, ids)
+    assert isinstance(chosen, LetterFilter)
+    try:
+        letters = asyncio.run(list_letters(settings, chosen))
+    except DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([s.as_json() for s in letters], indent=2))
+    else:
+        click.echo(letters_table(letters), nl=False)
+
+
+@dead_letters.command("replay")
+@_letter_filters
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (needed when no filter is given).")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; send nothing.")
+@click.option("--no-pixel-check", is_flag=True, help="Replay frames even when their pixels have left Redis.")
+def dead_letters_replay(
+    reasons: tuple[str, ...],
+    cameras: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    ids: tuple[str, ...],
+    as_json: bool,
+    everything: bool,
+    dry_run: bool,
+    no_pixel_check: bool,
+) -> None:
+    """Send the chosen dead letters' frames back to CAPTURED_TOPIC for routing, each once.
+
+    Replayed letters are marked on DEAD_LETTER_TOPIC.replayed and skipped by later runs;
+    letters without a whole frame are reported as not replayable, with why.
+    """
+    import asyncio
+    import json
+
+    from app.dead_letters import DeadLetterError, LetterFilter, outcome_text, replay
+
+    settings = _settings()
+    chosen = _letter_filter(reasons, cameras, since, until, ids)
+    assert isinstance(chosen, LetterFilter)
+    if chosen.empty and not everything:
+        raise click.UsageError("choose dead letters with --reason/--camera/--since/--until/--id, or pass --all")
+    try:
+        outcome = asyncio.run(replay(settings, chosen, dry_run=dry_run, check_pixels=not no_pixel_check))
+    except DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(outcome.as_json(), indent=2) if as_json else outcome_text(outcome, dry_run))
+
+
 @main.command("check-config")
 def check_config() -> None:
     """Print the configuration; exit 2 if invalid.

@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: a real headless Chromium driven over CDP."""
+"""Fixtures of the browser tests: a real headless Chromium (the system's) driven by Playwright."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.cdp import Browser, find_chromium, launch
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
 def chromium_binary() -> str:
+    pytest.importorskip("playwright", reason="Playwright is a dev extra: pip install -e '.[dev]'")
+    from tests.browser.pages import find_chromium
+
     binary = find_chromium()
     if binary is None:
         pytest.skip(
@@ -25,9 +26,20 @@ def chromium_binary() -> str:
 
 
 @pytest.fixture
-async def browser(chromium_binary: str) -> AsyncIterator[Browser]:
-    async with launch(chromium_binary) as running:
-        yield running
+async def browser(chromium_binary: str) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    from tests.browser.pages import CHROMIUM_ARGS, Browser
+
+    async with async_playwright() as playwright:
+        # The system's Chromium, never one of Playwright's downloads (`playwright install` is not run).
+        running = await playwright.chromium.launch(
+            executable_path=chromium_binary, args=list(CHROMIUM_ARGS), chromium_sandbox=False, timeout=30_000
+        )
+        try:
+            yield Browser(running)
+        finally:
+            await running.close()
 
 
 @pytest.fixture

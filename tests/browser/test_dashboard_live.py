@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -26,9 +27,11 @@ from aiokafka import AIOKafkaProducer
 from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import FrameEvent
-from tests.browser.cdp import Browser
 from tests.browser.conftest import REPO_ROOT
 from tests.conftest import TEST_API_TOKEN, env_of
+
+if TYPE_CHECKING:  # Playwright is imported only where a browser runs: without it, the tests skip
+    from tests.browser.pages import Browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -12,14 +12,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
 
 from app.dashboard import dashboard_html
 from devtools.devstack import free_port
-from tests.browser.cdp import Browser
+
+if TYPE_CHECKING:  # Playwright is imported only where a browser runs: without it, the tests skip
+    from tests.browser.pages import Browser
 
 pytestmark = pytest.mark.browser
 

@@ -24,6 +24,10 @@ SUBCOMMANDS = [
     ["stack", "up"],
     ["stack", "down"],
     ["stack", "serve"],
+    ["status"],
+    ["dead-letters"],
+    ["dead-letters", "list"],
+    ["dead-letters", "replay"],
 ]
 
 
@@ -37,7 +41,18 @@ def test_help_of_every_subcommand(args: list[str]) -> None:
 
 def test_main_help_lists_the_public_subcommands_only() -> None:
     output = CliRunner().invoke(main, ["--help"]).output
-    for name in ("worker", "bridge", "capture", "processor", "dev", "check-config", "migrate", "stack"):
+    for name in (
+        "worker",
+        "bridge",
+        "capture",
+        "processor",
+        "dev",
+        "check-config",
+        "migrate",
+        "stack",
+        "status",
+        "dead-letters",
+    ):
         assert name in output
     stack_help = CliRunner().invoke(main, ["stack", "--help"]).output
     assert "up" in stack_help and "down" in stack_help

@@ -1,0 +1,403 @@
+"""`frame-orchestrator dead-letters list|replay`: read DEAD_LETTER_TOPIC, and route chosen letters again.
+
+A dead letter is named by where it sits, ``<partition>:<offset>`` of DEAD_LETTER_TOPIC.
+
+Replay puts a letter's frame back on CAPTURED_TOPIC (keyed by camera, as the bridge writes it)
+for the router to route again. Only letters that carry a whole frame can be: the router's
+(``no_capable_processor``, ``shed``, ``too_large``, ...) and the processors' (``processing_failed``,
+``pixels_*``, ...), whose ``raw`` is the frame. Letters of records that never were a frame
+(``invalid_frame``, a bridge's unparseable entry, ``entry_deleted``, control events) are reported
+as not replayable, with why; so is a frame whose pixels have left Redis.
+
+A replayed frame:
+- asks only for the letter's capability (the frame's other capabilities were routed already);
+- carries ``metadata.replayed_from`` (the letter's id) and ``metadata.rerouted_from`` (the
+  processor it failed at, else ``dead-letters``): like a failover's re-route it is not counted
+  as captured a second time, is never shed, and passes the router's dedupe;
+- carries the header ``x-dead-letter`` (``<dead-letter topic>:<partition>:<offset>``).
+
+Once its frame is acknowledged, each replayed letter gets a marker on
+``<DEAD_LETTER_TOPIC>.replayed``, keyed by that header's value; a later replay skips the letters
+marked there and says so. A crash between the frame's ack and the marker's leaves the letter
+unmarked: it is replayed again next time (at least once). Run one replay at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import Settings
+from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
+from frame_buffer_sdk.telemetry import trace_headers
+
+REPLAY_HEADER = "x-dead-letter"
+REPLAY_SOURCE = "dead-letters"
+MARKER_SUFFIX = ".replayed"
+# Reading a topic to its end: Tansu's ListOffsets may answer an end below the real one, so the
+# read goes on to the fetch highwater and until no record came for this long.
+IDLE_SECONDS = 1.0
+READ_LIMIT_SECONDS = 120.0
+TOPIC_WAIT_SECONDS = 10.0
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Reasons whose raw is no frame to route again, and why; any other letter is replayable when its
+# raw holds a valid frame.
+NOT_FRAMES = {
+    "invalid_frame": "the captured record was not a valid frame",
+    "invalid_routed_frame": "the record on the processor's topic was not a routed frame",
+    "entry_deleted": "the stream entry was trimmed before the bridge read it; its content is gone",
+    "invalid_control_event": "a control event, not a frame",
+    "unknown_processor": "a control event, not a frame",
+}
+
+
+class DeadLetterError(Exception):
+    """A bad option or an unreachable Kafka/Redis: exit non-zero with the message."""
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (naive: UTC) or a time ago: ``30s``, ``10m``, ``2h``, ``1d``, ``1w``."""
+    now = now or utcnow()
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise DeadLetterError(f"{text!r} is neither an ISO time nor a time ago like 10m, 2h, 1d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LetterFilter:
+    reasons: frozenset[str] = frozenset()
+    cameras: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.reasons or self.cameras or self.ids or self.since or self.until)
+
+    def matches(self, stored: StoredLetter) -> bool:
+        letter = stored.letter
+        if self.ids and stored.id not in self.ids:
+            return False
+        if self.reasons and letter.reason not in self.reasons:
+            return False
+        if self.cameras and letter.camera_id not in self.cameras:
+            return False
+        if self.since is not None and letter.at < self.since:
+            return False
+        return not (self.until is not None and letter.at > self.until)
+
+
+@dataclass
+class StoredLetter:
+    """One dead letter as it sits in the topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    letter: DeadLetter
+    key: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def ref(self) -> str:
+        """Its name across topics: the marker key and the replayed record's header."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "topic": self.topic, "key": self.key, **self.letter.model_dump(mode="json")}
+
+
+@dataclass
+class Outcome:
+    replayed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    not_replayable: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"replayed": self.replayed, "already_replayed": self.skipped, "not_replayable": self.not_replayable}
+
+
+def marker_topic(settings: Settings) -> str:
+    return f"{settings.dead_letter_topic}{MARKER_SUFFIX}"
+
+
+async def read_records(
+    settings: Settings, topic: str, *, idle_seconds: float = IDLE_SECONDS, limit_seconds: float = READ_LIMIT_SECONDS
+) -> list[Any]:
+    """Every record of ``topic`` from its start to its end; [] when the topic does not exist."""
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_security.client_kwargs(),
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"{settings.app_id}-dead-letters",
+    )
+    try:
+        await consumer.start()
+    except Exception as exc:
+        await consumer.stop()
+        raise DeadLetterError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None and topic in await consumer.topics():
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        started = last = time.monotonic()
+        while time.monotonic() - started < limit_seconds:
+            batch = await consumer.getmany(*tps, timeout_ms=300, max_records=5000)
+            for messages in batch.values():
+                records.extend(messages)
+            now = time.monotonic()
+            if batch:
+                last = now
+                continue
+            if now - last >= idle_seconds and await _at_end(consumer, tps):
+                break
+        else:
+            raise DeadLetterError(f"reading {topic} did not reach its end within {limit_seconds:.0f} s")
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+async def _at_end(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> bool:
+    """Every partition read up to the highwater of its last fetch (known once a fetch answered)."""
+    for tp in tps:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+def decode(record: Any) -> StoredLetter | None:
+    try:
+        letter = DeadLetter.model_validate_json(record.value or b"")
+    except ValidationError:
+        return None
+    key = (record.key or b"").decode("utf-8", "backslashreplace")
+    return StoredLetter(record.topic, record.partition, record.offset, letter, key)
+
+
+async def list_letters(settings: Settings, chosen: LetterFilter) -> list[StoredLetter]:
+    """The dead letters that pass ``chosen``, oldest offset first per partition."""
+    letters = (decode(r) for r in await read_records(settings, settings.dead_letter_topic))
+    return [s for s in letters if s is not None and chosen.matches(s)]
+
+
+async def replayed_refs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The letters replayed before: their ref -> the marker's content."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in await read_records(settings, marker_topic(settings)):
+        if record.key is None or record.value is None:
+            continue
+        try:
+            found[record.key.decode()] = json.loads(record.value)
+        except (UnicodeDecodeError, ValueError):
+            continue
+    return found
+
+
+def replay_frame(stored: StoredLetter) -> tuple[FrameEvent | None, str]:
+    """The frame to route again, or None and why it cannot be."""
+    letter = stored.letter
+    if letter.reason in NOT_FRAMES:
+        return None, NOT_FRAMES[letter.reason]
+    candidates = [letter.raw]
+    if isinstance(letter.raw.get("frame"), dict):  # migrated v1 letters keep the frame under "frame"
+        candidates.append(letter.raw["frame"])
+    frame = None
+    for raw in candidates:
+        try:
+            frame = FrameEvent.model_validate(raw)
+            break
+        except ValidationError:
+            continue
+    if frame is None:
+        return None, "the dead letter carries no whole frame to route (only evidence of what was received)"
+    capabilities = [letter.capability] if letter.capability else frame.capabilities
+    if not capabilities:
+        return None, "the frame asks for no capability"
+    metadata = {
+        **frame.metadata,
+        "replayed_from": stored.ref,
+        "rerouted_from": letter.processor_id or REPLAY_SOURCE,
+    }
+    return frame.model_copy(update={"capabilities": capabilities, "metadata": metadata}), ""
+
+
+async def _missing_pixels(settings: Settings, frames: list[FrameEvent]) -> set[str]:
+    """frame_keys of ``frames`` no longer in Redis."""
+    keys = sorted({f.frame_key for f in frames if f.frame_key})
+    if not keys:
+        return set()
+    client = settings.redis.client(socket_timeout=5, socket_connect_timeout=5)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            found = await pipe.execute()
+    except Exception as exc:
+        raise DeadLetterError(f"cannot check pixels in Redis ({exc}); pass --no-pixel-check to skip") from None
+    finally:
+        await client.aclose()
+    return {key for key, exists in zip(keys, found, strict=True) if not exists}
+
+
+def _summary(stored: StoredLetter, **extra: Any) -> dict[str, Any]:
+    letter = stored.letter
+    return {
+        "id": stored.id,
+        "reason": letter.reason,
+        "frame_id": letter.frame_id,
+        "camera_id": letter.camera_id,
+        "capability": letter.capability,
+        **extra,
+    }
+
+
+async def replay(
+    settings: Settings, chosen: LetterFilter, *, dry_run: bool = False, check_pixels: bool = True
+) -> Outcome:
+    """Route the chosen dead letters again, each once; see the module's docstring."""
+    letters = await list_letters(settings, chosen)
+    done = await replayed_refs(settings)
+    outcome = Outcome()
+    todo: list[tuple[StoredLetter, FrameEvent]] = []
+    for stored in letters:
+        if stored.ref in done:
+            outcome.skipped.append(_summary(stored, replayed_at=done[stored.ref].get("replayed_at")))
+            continue
+        frame, why = replay_frame(stored)
+        if frame is None:
+            outcome.not_replayable.append(_summary(stored, why=why))
+        else:
+            todo.append((stored, frame))
+    if check_pixels and todo:
+        gone = await _missing_pixels(settings, [frame for _, frame in todo])
+        for stored, frame in [item for item in todo if item[1].frame_key in gone]:
+            why = f"its pixels are no longer in Redis (key {frame.frame_key!r}); the processor would drop it again"
+            outcome.not_replayable.append(_summary(stored, why=why))
+        todo = [item for item in todo if item[1].frame_key not in gone]
+    if dry_run or not todo:
+        outcome.replayed = [_summary(stored, dry_run=True) for stored, _ in todo] if dry_run else []
+        return outcome
+    await _send(settings, todo, outcome)
+    return outcome
+
+
+async def _send(settings: Settings, todo: list[tuple[StoredLetter, FrameEvent]], outcome: Outcome) -> None:
+    security = settings.kafka_security
+    markers = marker_topic(settings)
+    try:
+        await ensure_topics(
+            settings.bootstrap_servers,
+            [(markers, 1), (settings.captured_topic, settings.captured_partitions)],
+            settings.topic_replication_factor,
+            security=security,
+        )
+        producer = await start_reliable_producer(
+            settings.bootstrap_servers, f"{settings.app_id}-dead-letter-replay", security=security
+        )
+    except Exception as exc:
+        raise DeadLetterError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    try:
+        sends = []
+        for stored, frame in todo:
+            headers = [*trace_headers(frame.traceparent, frame.tracestate), (REPLAY_HEADER, stored.ref.encode())]
+            sends.append(
+                await producer.send(
+                    settings.captured_topic,
+                    key=frame.camera_id.encode(),
+                    value=frame.model_dump_json().encode(),
+                    headers=headers,
+                )
+            )
+        delivered = await asyncio.gather(*sends)
+        # Markers only once every frame is acknowledged: a letter is never marked but not replayed.
+        now = utcnow().isoformat()
+        marks = []
+        for (stored, _), meta in zip(todo, delivered, strict=True):
+            marker = {
+                "dead_letter": stored.ref,
+                "reason": stored.letter.reason,
+                "frame_id": stored.letter.frame_id,
+                "replayed_at": now,
+                "captured_topic": settings.captured_topic,
+                "captured_partition": meta.partition,
+                "captured_offset": meta.offset,
+            }
+            marks.append(await producer.send(markers, key=stored.ref.encode(), value=json.dumps(marker).encode()))
+            outcome.replayed.append(_summary(stored, partition=meta.partition, offset=meta.offset))
+        await asyncio.gather(*marks)
+    finally:
+        await producer.stop()
+
+
+# --- output --------------------------------------------------------------------------
+
+
+def letters_table(letters: list[StoredLetter], width: int = 160) -> str:
+    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
+    for column in ("ID", "AT", "REASON", "CAMERA", "FRAME", "CAPABILITY", "PROCESSOR", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for s in letters:
+        letter = s.letter
+        table.add_row(
+            s.id,
+            letter.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            letter.reason,
+            letter.camera_id or "-",
+            letter.frame_id or "-",
+            letter.capability or "-",
+            letter.processor_id or "-",
+            letter.detail[:120],
+        )
+    return _printed(table, width)
+
+
+def outcome_text(outcome: Outcome, dry_run: bool = False) -> str:
+    verb = "would replay" if dry_run else "replayed"
+    lines = [f"{verb} {len(outcome.replayed)} dead letter(s)"]
+    lines += [f"  {r['id']} {r['reason']} frame {r['frame_id']} ({r['capability']})" for r in outcome.replayed]
+    if outcome.skipped:
+        lines.append(f"skipped {len(outcome.skipped)} already replayed:")
+        lines += [f"  {r['id']} {r['reason']} frame {r['frame_id']} at {r['replayed_at']}" for r in outcome.skipped]
+    if outcome.not_replayable:
+        lines.append(f"{len(outcome.not_replayable)} not replayable:")
+        lines += [f"  {r['id']} {r['reason']}: {r['why']}" for r in outcome.not_replayable]
+    return "\n".join(lines)
+
+
+def _printed(renderable: Any, width: int) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(renderable)
+    return buffer.getvalue()
