@@ -517,6 +517,10 @@ class FramePipeline:
         except Exception as exc:
             raised = exc
             items = [exc] * len(frames)
+        except BaseException:  # cancelled: the spans end here, the batch is not committed
+            for span in spans:
+                span.end()
+            raise
         else:
             if not isinstance(returned, Sequence) or isinstance(returned, str | bytes):
                 what = f"batch_process() returned {type(returned).__name__}, not a list"
