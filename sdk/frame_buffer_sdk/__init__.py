@@ -7,6 +7,21 @@ it: the orchestrator imports the wire contracts (``frame_buffer_sdk.models``) fr
 
 from frame_buffer_sdk.client import ProcessorClient
 from frame_buffer_sdk.frame import Frame, ProcessFn, RejectFrame
+from frame_buffer_sdk.handlers import AnyProcessFn, BatchItem, BatchProcessFn, Hook, SyncProcessFn
+from frame_buffer_sdk.results import ResultsReader
 from frame_buffer_sdk.settings import ProcessorSettings, load_processor_settings
 
-__all__ = ["Frame", "ProcessFn", "ProcessorClient", "ProcessorSettings", "RejectFrame", "load_processor_settings"]
+__all__ = [
+    "AnyProcessFn",
+    "BatchItem",
+    "BatchProcessFn",
+    "Frame",
+    "Hook",
+    "ProcessFn",
+    "ProcessorClient",
+    "ProcessorSettings",
+    "RejectFrame",
+    "ResultsReader",
+    "SyncProcessFn",
+    "load_processor_settings",
+]

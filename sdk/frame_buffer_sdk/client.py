@@ -3,8 +3,12 @@
     client = ProcessorClient(settings, "detector-1", ["object_detection"], detect)
     client.run_sync()          # or: await client.run()
 
+``detect`` may be an ``async def`` or a plain ``def`` (run in a worker thread); a batch
+handler is given as ``batch_process=`` instead (see ``frame_buffer_sdk.handlers``).
+
 Lifecycle, in order (each hook below says who calls it and when):
 
+0. ``on_start``     - called by ``run()`` first, before registering (load a model here).
 1. ``register()``   - called by ``run()`` first: POST the spec until the orchestrator
    accepts it; its answer names the topic and consumer group to use.
 2. ``consume()``    - called by ``run()`` next: the fetch/process/publish/commit loop
@@ -12,6 +16,8 @@ Lifecycle, in order (each hook below says who calls it and when):
 3. heartbeats       - a task ``run()`` keeps beside ``consume()``: every HEARTBEAT_INTERVAL.
 4. ``stop()``       - called by you or by SIGTERM/SIGINT: says "draining", stops fetching,
    finishes and commits the batch in hand, deregisters, closes.
+5. ``on_stop``      - called by ``run()`` last, after draining (and deregistering), whenever
+   ``on_start`` succeeded, even if registering or consuming failed.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import aiohttp
 from prometheus_client import start_http_server
 
 from frame_buffer_sdk.api import OrchestratorAPI
-from frame_buffer_sdk.frame import ProcessFn
+from frame_buffer_sdk.handlers import AnyProcessFn, BatchProcessFn, Handler, Hook, call_hook, check_options
 from frame_buffer_sdk.models import ProcessorSpec, ProcessorStatus
 from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig, PipelineStats
 from frame_buffer_sdk.settings import ProcessorSettings
@@ -49,10 +55,20 @@ class ProcessorClient:
     """A processor: its spec, its ``process`` function, and how it runs.
 
     ``process`` gets a :class:`frame_buffer_sdk.frame.Frame` (routed frame + pixel bytes) and returns
-    a JSON-serialisable dict, published as the frame's FrameResult. ``capacity`` is how many
-    frames of lag it can hold (the router's backpressure unit). ``stateful`` keeps each
-    camera's frames in order (and asks the router for camera affinity); ``concurrency``
-    is how many frames of a batch may be in ``process`` at once.
+    a JSON-serialisable dict, published as the frame's FrameResult. It is an ``async def``
+    (awaited on the loop) or a plain ``def`` (run in a pool of ``concurrency`` worker threads,
+    so it never blocks fetching or heartbeats). ``capacity`` is how many frames of lag it can
+    hold (the router's backpressure unit). ``stateful`` keeps each camera's frames in order
+    (and asks the router for camera affinity); ``concurrency`` is how many frames of a batch
+    may be in ``process`` at once.
+
+    ``batch_process`` instead of ``process``: a list of up to ``max_batch`` frames in, one
+    result per frame out, in order (the contract is in ``frame_buffer_sdk.handlers``);
+    ``max_wait_ms`` is how long to go on collecting frames after the first ones came.
+    ``max_batch`` also bounds a per-frame handler's fetch. ``timeout_seconds`` bounds one call
+    (a frame, or a batch): past it, its frames are dead-lettered ``processing_timeout``.
+    ``on_start`` and ``on_stop`` (async or plain, no arguments) run before registering and
+    after draining.
     """
 
     def __init__(
@@ -60,14 +76,19 @@ class ProcessorClient:
         settings: ProcessorSettings,
         processor_id: str,
         capabilities: list[str],
-        process: ProcessFn,
+        process: AnyProcessFn | None = None,
         capacity: int = 100,
         stateful: bool = False,
         partitions: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         concurrency: int = 1,
         *,
+        batch_process: BatchProcessFn | None = None,
         max_batch: int = 100,
+        max_wait_ms: float = 0,
+        timeout_seconds: float | None = None,
+        on_start: Hook | None = None,
+        on_stop: Hook | None = None,
         register_timeout: float = 60.0,
         deregister_on_stop: bool = True,
         replica: str | None = None,
@@ -82,9 +103,17 @@ class ProcessorClient:
             partitions=partitions,
             metadata=dict(metadata or {}),
         )
+        # Told apart here, once: async or plain, one frame or a batch a call.
+        self.handler = Handler.of(process, batch_process)
+        check_options(self.handler, concurrency, max_batch, max_wait_ms, timeout_seconds)
         self.process = process
+        self.batch_process = batch_process
         self.concurrency = concurrency
         self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.timeout_seconds = timeout_seconds
+        self.on_start = on_start
+        self.on_stop = on_stop
         self.register_timeout = register_timeout
         # Replicas share one id; each names itself, and the orchestrator drops the id only when
         # the last live replica deregisters. Off: leave without a word (the health watch notices).
@@ -116,10 +145,17 @@ class ProcessorClient:
         self._stop.clear()
         self._serve_metrics()
         with self._lifetime(), self._signals():
-            if register:
-                await self._run_registered()
-            else:
-                await self.consume()
+            # Not interruptible: a plain on_start runs in a thread, which cannot be stopped.
+            await call_hook(self.on_start)
+            try:
+                if self._stop.is_set():
+                    log.info("stopped while on_start ran: %s does not register", self.processor_id)
+                elif register:
+                    await self._run_registered()
+                else:
+                    await self.consume()
+            finally:
+                await call_hook(self.on_stop)
 
     def run_sync(self, register: bool = True) -> None:
         """``run()`` in a fresh event loop: the blocking entry of a processor process."""
@@ -151,8 +187,10 @@ class ProcessorClient:
                 stateful=self.spec.stateful,
                 max_batch=self.max_batch,
                 partitions=(self.record or {}).get("partitions") or self.spec.partitions,
+                max_wait_ms=self.max_wait_ms,
+                timeout_seconds=self.timeout_seconds,
             ),
-            self.process,
+            self.handler,
         )
         self._pipeline = pipeline
         with self._lifetime():

@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -27,7 +27,8 @@ from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
 from frame_buffer_sdk.done import DoneMarkers
-from frame_buffer_sdk.frame import Frame, ProcessFn, RejectFrame
+from frame_buffer_sdk.frame import Frame, RejectFrame
+from frame_buffer_sdk.handlers import AnyProcessFn, Handler, Invoker, ProcessingTimeout, as_handler, check_options
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
@@ -36,10 +37,13 @@ from frame_buffer_sdk.settings import ProcessorSettings
 from frame_buffer_sdk.telemetry import context_from_headers, headers_for, tracer
 
 log = logging.getLogger(__name__)
-Routed = tuple[ConsumerRecord[bytes, bytes], RoutedFrame]
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+Routed = tuple[Record, RoutedFrame]
 SERVICE = "processor"
 _RETRY_SECONDS = 1.0
 RESULT_TOO_LARGE = "result_too_large"
+PROCESSING_TIMEOUT = "processing_timeout"
+INVALID_BATCH_RESULT = "invalid_batch_result"
 
 
 @dataclass
@@ -87,6 +91,10 @@ class PipelineConfig:
     max_batch: int = 100
     poll_ms: int = 250
     partitions: int | None = None
+    # After a fetch brings the first records, keep fetching up to max_batch for this long.
+    max_wait_ms: float = 0
+    # One handler call (a frame, or a batch) past this is dead-lettered processing_timeout.
+    timeout_seconds: float | None = None
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -107,17 +115,25 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 class FramePipeline:
     """Consumes ``config.topic`` as ``config.group`` and runs ``process`` on every frame.
 
-    Frames of one camera are processed in order when ``stateful`` (they share a key, hence
-    a partition); otherwise up to ``concurrency`` frames of a batch run at once.
+    ``process`` is an ``async def`` or a plain ``def`` (run in a worker thread), or a
+    :class:`frame_buffer_sdk.handlers.Handler` (a batch handler gets each batch in one call,
+    see that module). Frames of one camera are processed in order when ``stateful`` (they
+    share a key, hence a partition); otherwise up to ``concurrency`` frames of a batch run at once.
     """
 
-    def __init__(self, settings: ProcessorSettings, config: PipelineConfig, process: ProcessFn) -> None:
-        if config.concurrency < 1 or config.max_batch < 1:
-            raise ValueError("concurrency and max_batch must be >= 1")
+    def __init__(self, settings: ProcessorSettings, config: PipelineConfig, process: Handler | AnyProcessFn) -> None:
+        handler = as_handler(process)
+        check_options(handler, config.concurrency, config.max_batch, config.max_wait_ms, config.timeout_seconds)
         self.settings = settings
         self.config = config
         self.stats = PipelineStats()
-        self._process = process
+        self._handler = handler
+        self._invoke = Invoker(
+            handler,
+            threads=config.concurrency,
+            timeout=config.timeout_seconds,
+            name=f"process-{config.processor_id}",
+        )
         self._tracer = tracer("processor")
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -193,12 +209,39 @@ class FramePipeline:
                 batch = fetch.result()
                 if batch:
                     async with self._lock:
+                        await self._fill(consumer, batch, stop)
                         await self.handle_batch(batch)
         finally:
             stopping.cancel()
 
+    async def _fill(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        stop: asyncio.Event,
+    ) -> None:
+        """Adds to ``batch`` (in place) up to ``max_batch`` records, fetching for at most
+        ``max_wait_ms`` after its first ones came: a GPU model wants full batches."""
+        wait = self.config.max_wait_ms / 1000
+        count = sum(len(part) for part in batch.values())
+        if wait <= 0 or count >= self.config.max_batch:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while count < self.config.max_batch and not stop.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            room = self.config.max_batch - count
+            more = await consumer.getmany(timeout_ms=max(1, round(left * 1000)), max_records=room)
+            for tp, part in more.items():
+                # Appended in fetch order: a partition's records stay in offset order.
+                batch.setdefault(tp, []).extend(part)
+                count += len(part)
+
     async def close(self) -> None:
         """Leave the group and flush the producer. Uncommitted records go to the next owner."""
+        self._invoke.close()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         try:
@@ -403,6 +446,8 @@ class FramePipeline:
         acks: list[asyncio.Future[Any]] = []
         if not ready:
             return acks
+        if self._handler.batch:
+            return await self._process_batch(ready)
         # A chain runs its frames in order; up to `concurrency` chains run side by side.
         grouped: dict[Any, list[tuple[ConsumerRecord[bytes, bytes], Frame]]] = {}
         for index, item in enumerate(ready):
@@ -437,41 +482,112 @@ class FramePipeline:
         ) as span:
             started = time.perf_counter()
             try:
-                result = await self._process(frame)
-            except RejectFrame as exc:
-                span.set_attribute("frame.rejected", exc.reason)
-                return await self._dead_letter(exc.reason, exc.detail, frame.routed)
+                result = await self._invoke(frame)
             except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(trace.StatusCode.ERROR, str(exc))
-                log.exception("process() failed on frame %s", frame.frame_id)
-                return await self._dead_letter("processing_failed", f"{type(exc).__name__}: {exc}", frame.routed)
+                return await self._failed(exc, frame, span, "process()")
             finally:
                 self._processing_seconds.observe(time.perf_counter() - started)
-            processed_at = utcnow()
-            try:
-                if not isinstance(result, dict):
-                    raise TypeError(f"process() returned {type(result).__name__}, not a dict")
-                value = FrameResult(
-                    frame_id=frame.frame_id,
-                    camera_id=frame.camera_id,
-                    processor_id=pid,
-                    capability=frame.capability,
-                    captured_at=frame.routed.captured_at,
-                    routed_at=frame.routed.routed_at,
-                    processed_at=processed_at,
-                    result=result,
-                ).model_dump_json()
-            except (TypeError, ValueError, PydanticSerializationError) as exc:
-                return await self._dead_letter("invalid_result", f"{type(exc).__name__}: {exc}", frame.routed)
-            ack = self._defer(
-                self.settings.results_topic,
-                frame.camera_id.encode(),
-                value.encode(),
-                headers_for(),
-                frame.routed,
-                result=True,
+            return await self._finish(frame, result, "process()")
+
+    async def _process_batch(self, ready: list[tuple[Record, Frame]]) -> list[asyncio.Future[Any]]:
+        """One call of the batch handler for every frame in hand; each frame keeps its own span
+        (in its own trace), open for the call, and its own result or dead letter."""
+        pid = self.config.processor_id
+        frames = [frame for _, frame in ready]
+        spans = [
+            self._tracer.start_span(
+                "processor.process",
+                context=context_from_headers(record.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "frame.id": frame.frame_id,
+                    "camera.id": frame.camera_id,
+                    "processor.id": pid,
+                    "capability": frame.capability,
+                    "processor.batch_size": len(frames),
+                },
             )
+            for record, frame in ready
+        ]
+        started = time.perf_counter()
+        items: list[Any]
+        raised: Exception | None = None
+        try:
+            returned = await self._invoke(frames)
+        except Exception as exc:
+            raised = exc
+            items = [exc] * len(frames)
+        except BaseException:  # cancelled: the spans end here, the batch is not committed
+            for span in spans:
+                span.end()
+            raise
+        else:
+            if not isinstance(returned, Sequence) or isinstance(returned, str | bytes):
+                what = f"batch_process() returned {type(returned).__name__}, not a list"
+                raised = RejectFrame(INVALID_BATCH_RESULT, what)
+                items = [raised] * len(frames)
+            elif len(returned) != len(frames):
+                what = f"batch_process() returned {len(returned)} result(s) for {len(frames)} frame(s)"
+                raised = RejectFrame(INVALID_BATCH_RESULT, what)
+                items = [raised] * len(frames)
+            else:
+                items = list(returned)
+        elapsed = time.perf_counter() - started
+        if raised is not None and not isinstance(raised, RejectFrame | ProcessingTimeout):
+            log.error("batch_process() failed on %d frame(s): %r", len(frames), raised, exc_info=raised)
+        acks: list[asyncio.Future[Any]] = []
+        for frame, item, span in zip(frames, items, spans, strict=True):
+            # Each frame was in the handler for the whole call.
+            self._processing_seconds.observe(elapsed)
+            with trace.use_span(span, end_on_exit=True):
+                if isinstance(item, Exception):
+                    acks.append(await self._failed(item, frame, span, "batch_process()", logged=True))
+                else:
+                    acks.append(await self._finish(frame, item, "batch_process()"))
+        return acks
+
+    async def _failed(
+        self, exc: Exception, frame: Frame, span: trace.Span, what: str, logged: bool = False
+    ) -> asyncio.Future[Any]:
+        """The dead letter of a frame its handler refused, failed on or ran out of time on."""
+        if isinstance(exc, RejectFrame):
+            span.set_attribute("frame.rejected", exc.reason)
+            return await self._dead_letter(exc.reason, exc.detail, frame.routed)
+        span.record_exception(exc)
+        span.set_status(trace.StatusCode.ERROR, str(exc))
+        if isinstance(exc, ProcessingTimeout):
+            return await self._dead_letter(PROCESSING_TIMEOUT, f"{what}: {exc}", frame.routed)
+        if not logged:
+            log.error("%s failed on frame %s", what, frame.frame_id, exc_info=exc)
+        return await self._dead_letter("processing_failed", f"{type(exc).__name__}: {exc}", frame.routed)
+
+    async def _finish(self, frame: Frame, result: Any, what: str) -> asyncio.Future[Any]:
+        """A frame's result into the outbox, in its span (whose trace the record's headers carry)."""
+        pid = self.config.processor_id
+        processed_at = utcnow()
+        try:
+            if not isinstance(result, dict):
+                raise TypeError(f"{what} returned {type(result).__name__}, not a dict")
+            value = FrameResult(
+                frame_id=frame.frame_id,
+                camera_id=frame.camera_id,
+                processor_id=pid,
+                capability=frame.capability,
+                captured_at=frame.routed.captured_at,
+                routed_at=frame.routed.routed_at,
+                processed_at=processed_at,
+                result=result,
+            ).model_dump_json()
+        except (TypeError, ValueError, PydanticSerializationError) as exc:
+            return await self._dead_letter("invalid_result", f"{type(exc).__name__}: {exc}", frame.routed)
+        ack = self._defer(
+            self.settings.results_topic,
+            frame.camera_id.encode(),
+            value.encode(),
+            headers_for(),
+            frame.routed,
+            result=True,
+        )
         self._end_to_end_seconds.observe(max(0.0, (processed_at - frame.routed.captured_at).total_seconds()))
         self._processed_ok.inc()
         self.stats.processed += 1
