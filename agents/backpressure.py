@@ -10,18 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import TYPE_CHECKING
+
+from core.levels import Level
 
 if TYPE_CHECKING:
     from core.settings import Settings
-
-
-class Level(IntEnum):
-    NORMAL = 0
-    ELEVATED = 1
-    HIGH = 2
-    CRITICAL = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from hashlib import blake2b
 
-from agents.backpressure import Level
+from core.levels import Level
 
 ANY_CAPABILITY = "*"
 VIRTUAL_NODES = 64

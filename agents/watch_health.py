@@ -17,13 +17,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.backpressure import Level, LevelTracker, Thresholds, router_level
+from agents.backpressure import LevelTracker, Thresholds, router_level
 from agents.failover import Failover
 from agents.health import HealthTracker
 from agents.routing import Router
 from core.context import Orchestrator
 from core.lag import LagSample, LagSampler
+from core.levels import Level
 from core.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
+from frame_buffer_sdk.keys import backpressure_key
 from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,7 @@ class HealthWatch:
             "at": datetime.now(UTC).isoformat(),
         }
         try:
-            await self.orch.redis.set(f"{s.app_id}:backpressure", json.dumps(payload), ex=BACKPRESSURE_TTL_SECONDS)
+            await self.orch.redis.set(backpressure_key(s.app_id), json.dumps(payload), ex=BACKPRESSURE_TTL_SECONDS)
         except Exception as exc:  # Redis down must not stop health checks; the key expires to NORMAL
             log.warning("could not publish router backpressure to Redis: %s", exc)
 

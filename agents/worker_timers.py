@@ -11,9 +11,9 @@ import logging
 import time
 from typing import Any
 
-from agents.backpressure import Level
 from agents.routing import ProcessorView, Router
 from core.context import Orchestrator
+from core.levels import Level
 from frame_buffer_sdk.models import ProcessorRecord, ProcessorStatus
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from bridge.names import bridge_states
 from core.context import Orchestrator
 from core.counters import sum_snapshots
 from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.keys import backpressure_key
 from frame_buffer_sdk.models import (
     PROCESSOR_ID_RE,
     ControlEvent,
@@ -321,7 +322,7 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
     router: dict[str, Any] = {"level": "NORMAL", "lag": 0, "partitions": {}}
     bridges: list[dict[str, Any]] = []
     try:
-        raw_router = await orch.redis.get(f"{settings.app_id}:backpressure")
+        raw_router = await orch.redis.get(backpressure_key(settings.app_id))
         if raw_router:
             data = json.loads(raw_router)
             router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}

@@ -13,8 +13,8 @@ import statistics
 import time
 from typing import Any
 
-from agents.backpressure import Level
 from agents.routing import Action, ProcessorView, Router
+from core.levels import Level
 
 PROCESSORS = 50
 CAPABILITIES = 10

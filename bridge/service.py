@@ -30,22 +30,16 @@ from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bridge import letters, poison, trim
-from bridge.names import (
-    STATE_TTL_SECONDS,
-    backpressure_key,
-    bridge_state_key,
-    bridges_key,
-    default_consumer_name,
-    trim_gap_prefix,
-    trimmed_unread_key,
-)
+from bridge.names import STATE_TTL_SECONDS, default_consumer_name
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
-from bridge.throttle import STATE_GAUGE, Action, Level, State, decide, parse_level
+from bridge.throttle import STATE_GAUGE, Action, State, decide, parse_level
 from core import envelope, metrics
+from core.levels import Level
 from core.parsing import parse_entry
 from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.keys import backpressure_key, bridge_state_key, bridges_key, trim_gap_prefix, trimmed_unread_key
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
 from frame_buffer_sdk.shutdown import exit_after

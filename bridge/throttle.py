@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-
-class Level(StrEnum):
-    NORMAL = "NORMAL"
-    ELEVATED = "ELEVATED"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
+from core.levels import Level
 
 
 class State(StrEnum):
@@ -58,9 +53,11 @@ def parse_level(raw: Any) -> Level:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return Level.NORMAL
     level = doc.get("level") if isinstance(doc, dict) else None
+    if not isinstance(level, str):
+        return Level.NORMAL
     try:
-        return Level(str(level).upper())
-    except ValueError:
+        return Level[level.upper()]
+    except KeyError:
         return Level.NORMAL
 
 

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from core.settings import Settings
+from frame_buffer_sdk.keys import migration_marker_key
 from frame_buffer_sdk.models import ControlEvent, ProcessorStatus, utcnow
 from migrate.plan import Plan, Snapshot
-from migrate.state import marker_key
 
 # The consumer v1's pending entries are handed to: no bridge reads as it, so every bridge's
 # XAUTOCLAIM sweep takes them over at once, as they are marked idle for longer than any
@@ -29,7 +29,7 @@ UNHEALTHY_REASON = "imported from frame-buffer v1: healthy once it heartbeats"
 
 
 async def apply_redis(p: Plan, snap: Snapshot, redis: Redis, app_id: str) -> None:
-    key = marker_key(app_id)
+    key = migration_marker_key(app_id)
     if p.group is not None:
         async with redis.pipeline(transaction=True) as tx:
             tx.xgroup_create(snap.stream, snap.group, id=p.group.start_id, mkstream=True)
@@ -56,7 +56,7 @@ async def apply_redis(p: Plan, snap: Snapshot, redis: Redis, app_id: str) -> Non
 
 
 async def convert_dead_letters(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
-    key = marker_key(settings.app_id)
+    key = migration_marker_key(settings.app_id)
     for start in range(0, len(p.dead_letters), BATCH):
         chunk = p.dead_letters[start : start + BATCH]
         futures = [
@@ -90,10 +90,10 @@ async def register_processors(p: Plan, settings: Settings, producer: AIOKafkaPro
                 )
             )
     await asyncio.gather(*futures)
-    await redis.hset(marker_key(settings.app_id), "registry_done", "1")  # type: ignore[misc]
+    await redis.hset(migration_marker_key(settings.app_id), "registry_done", "1")  # type: ignore[misc]
 
 
 async def finish(redis: Redis, app_id: str, report_text: str) -> None:
     await redis.hset(  # type: ignore[misc]
-        marker_key(app_id), mapping={"finished_at": utcnow().isoformat(), "report": report_text}
+        migration_marker_key(app_id), mapping={"finished_at": utcnow().isoformat(), "report": report_text}
     )

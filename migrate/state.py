@@ -7,15 +7,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from frame_buffer_sdk.keys import migration_marker_key
 from migrate.plan import Marker, Snapshot, V1Group
 from migrate.v1 import V1Names
 
 PAGE = 1000
-
-
-def marker_key(app_id: str) -> str:
-    """The hash recording how far the migration from v1 got; written by ``migrate.apply`` only."""
-    return f"{app_id}:migration:v1"
 
 
 async def _groups(redis: Redis, stream: str) -> dict[str, dict[str, Any]]:
@@ -62,7 +58,7 @@ async def _entries(redis: Redis, stream: str, after: str | None = None) -> list[
 
 
 async def read_marker(redis: Redis, app_id: str) -> Marker:
-    raw: Any = await redis.hgetall(marker_key(app_id))  # type: ignore[misc]
+    raw: Any = await redis.hgetall(migration_marker_key(app_id))  # type: ignore[misc]
     return Marker(
         finished_at=raw.get("finished_at"),
         group_done=raw.get("group_done") == "1",

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from frame_buffer_sdk.keys import done_marker_prefix
+
 
 class DoneMarkers:
     def __init__(self, redis: aioredis.Redis, namespace: str, ttl_seconds: int) -> None:
         self._redis = redis
-        self._prefix = f"frame-done:{namespace}:"
+        self._prefix = done_marker_prefix(namespace)
         self._ttl = max(1, ttl_seconds)
 
     def key(self, frame_id: str, capability: str) -> str:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.names import bridge_state_key
 from bridge.service import Bridge
 from core.settings import Settings
+from frame_buffer_sdk.keys import bridge_state_key
 from tests.faults.bridges import serving
 from tests.integration.test_bridge import valid, wait_until
 

@@ -27,11 +27,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
-from bridge.names import backpressure_key, bridge_state_key
 from bridge.service import Bridge
 from core import envelope
 from core.settings import Settings
 from devtools.devstack import free_port
+from frame_buffer_sdk.keys import backpressure_key, bridge_state_key
 from tests.conftest import env_of
 from tests.integration.cluster import assign_from_start
 

@@ -22,9 +22,9 @@ import migrate.state
 from app.cli import main
 from bridge.service import Bridge
 from core.settings import Settings
+from frame_buffer_sdk.keys import migration_marker_key
 from migrate.command import migrate_from_v1
 from migrate.plan import Plan
-from migrate.state import marker_key
 from migrate.v1 import V1Names
 from tests.detektr import capture_entry
 from tests.integration.cluster import Cluster, http_json, wait_ready
@@ -80,7 +80,7 @@ async def redis_state(redis: aioredis.Redis, settings: Settings, names: V1Names)
         await redis.xlen(settings.capture_stream),
         await redis.xrange(names.queue),
         await redis.xlen(names.dlq),
-        await redis.hgetall(marker_key(settings.app_id)),
+        await redis.hgetall(migration_marker_key(settings.app_id)),
     )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from agents.backpressure import Level
 from agents.routing import ProcessorView
 from app.main import WorkerApp, create_worker_app
+from core.levels import Level
 from core.settings import Settings
 from frame_buffer_sdk.models import FrameEvent
 

@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.backpressure import (
-    Level,
     LevelTracker,
     Thresholds,
     level_for,
@@ -18,6 +17,7 @@ from agents.backpressure import (
     router_level,
     utilisation,
 )
+from core.levels import Level
 from core.settings import load_settings
 
 T = Thresholds(elevated=0.6, high=0.8, critical=0.95, hysteresis=0.05)

@@ -7,6 +7,7 @@ benchmarks stand apart. Checked on the source, so a new import that climbs fails
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,19 @@ def test_the_check_sees_imports() -> None:
     # The app imports every floor below it; a scan that found nothing would pass any rule.
     seen = set().union(*imported_packages("app").values())
     assert {"core", "agents", "tables", "bridge", "frame_buffer_sdk"} <= seen
+
+
+def test_redis_key_names_have_one_home() -> None:
+    # A key built by hand somewhere else drifts from the one its reader builds.
+    by_hand = re.compile(r"""f["'](?:frame-done:)?\{[a-z_.]*(?:app_id|namespace)\}:""")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for package, folder in PACKAGES.items()
+        if package not in ("bench",)
+        for path in folder.rglob("*.py")
+        if path != PACKAGES["frame_buffer_sdk"] / "keys.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if by_hand.search(line)
+    ]
+    assert not found, f"build Redis keys with frame_buffer_sdk.keys: {found}"
+    assert by_hand.search((PACKAGES["frame_buffer_sdk"] / "keys.py").read_text(encoding="utf-8"))

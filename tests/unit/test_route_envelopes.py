@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.backpressure import Level
 from app.main import WorkerApp
 from core import envelope
+from core.levels import Level
 from tests.unit.router_fakes import Sent, frame, ready, view, worker
 
 __all__ = ["worker"]  # the fixture, imported for pytest

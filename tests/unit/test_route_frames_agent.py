@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from agents.backpressure import Level
 from app.main import WorkerApp
+from core.levels import Level
 from tests.unit.router_fakes import Sent, frame, ready, view, worker
 
 __all__ = ["worker"]  # the fixture, imported for pytest

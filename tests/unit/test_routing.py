@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.backpressure import Level
 from agents.dedupe import dedupe_key, within_window
 from agents.routing import (
     ANY_CAPABILITY,
@@ -33,6 +32,7 @@ from agents.routing import (
     Router,
     stable_hash,
 )
+from core.levels import Level
 
 
 def pv(

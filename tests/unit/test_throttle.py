@@ -6,16 +6,17 @@ import json
 
 import pytest
 
-from bridge.names import backpressure_key, bridge_state_key, default_consumer_name
+from bridge.names import default_consumer_name
 from bridge.throttle import (
     PAUSED_RECHECK_SECONDS,
     SLOWED_SLEEP_SECONDS,
     STATE_GAUGE,
-    Level,
     State,
     decide,
     parse_level,
 )
+from core.levels import Level
+from frame_buffer_sdk.keys import backpressure_key, bridge_state_key
 
 
 @pytest.mark.parametrize("level", [Level.NORMAL, Level.ELEVATED])

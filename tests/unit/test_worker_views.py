@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agents.backpressure import Level
 from agents.worker_timers import build_views
+from core.levels import Level
 from frame_buffer_sdk.models import ProcessorStatus
 
 
