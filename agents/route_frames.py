@@ -76,7 +76,6 @@ class FrameRouting:
         self.router = router
         self.sender = sender
         settings = orch.settings
-        self.protected_priority = settings.protected_priority
         self.index = DedupeIndex(settings.dedupe_window_seconds, settings.dedupe_max_pairs)
         self.acks = RecordAcks(self._fatal)
         # Set by the worker's entrypoint to stop the worker; a test may leave it unset.
@@ -241,7 +240,7 @@ class FrameRouting:
             for decision in decisions:
                 if self._is_duplicate(partition, frame, decision.capability, rerouted_from, origin, now):
                     continue
-                while decision.action is Action.HOLD and (frame.priority >= self.protected_priority or rerouted_from):
+                while decision.action is Action.HOLD and (decision.protected or rerouted_from):
                     # Protected frames are never shed, nor are frames moved off a failed
                     # processor (they have waited already): this agent stops here, so Kafka
                     # holds the partition's later frames until the capability has room again.

@@ -303,7 +303,7 @@ class Router:
         self, capabilities: Sequence[str], camera_id: str, priority: int, affinity: Mapping[str, str]
     ) -> list[Decision]:
         """One decision per capability the frame needs (defaults if it names none)."""
-        protected = priority >= self.protected_priority
+        protected = self.is_protected(priority)
         named: Sequence[str] = capabilities or self.default_capabilities
         if not named:
             return [self._route_any(protected)]
