@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.keys import backpressure_key, bridge_state_key, bridges_key, trim_gap_prefix, trimmed_unread_key
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
-from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.shutdown import stop_on_signals
 from frame_buffer_sdk.telemetry import (
     context_from_traceparent,
     headers_for,
@@ -562,21 +561,8 @@ async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
 
 async def _serve_until_signalled(settings: Settings) -> None:
     bridge = Bridge(settings)
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal(signum: int) -> None:
-        if bridge.stopping and main is not None:
-            log.warning("second %s: not waiting for the batch in flight", signal.Signals(signum).name)
-            main.cancel()
-            return
-        log.info("%s: finishing the batch in flight", signal.Signals(signum).name)
-        exit_after(settings.shutdown_grace_seconds, f"bridge {bridge.consumer}")
-        bridge.request_stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await bridge.serve()
+        with stop_on_signals(bridge.request_stop, f"bridge {bridge.consumer}", settings.shutdown_grace_seconds):
+            await bridge.serve()
     finally:
         await bridge.close()

@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import math
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUB
 from core.settings import Settings
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.shutdown import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -248,16 +248,14 @@ def run_video_capture(
     )
     if settings.capture_metrics_port:
         start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
-    return asyncio.run(_until_signalled(capture, duration))
+    return asyncio.run(_until_signalled(capture, duration, settings.shutdown_grace_seconds))
 
 
-async def _until_signalled(capture: VideoCapture, duration: float | None) -> int:
+async def _until_signalled(capture: VideoCapture, duration: float | None, grace: float) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
-        published = await capture.run(stop, duration)
+        with stop_on_signals(stop.set, "capture", grace):
+            published = await capture.run(stop, duration)
     finally:
         await capture.redis.aclose()
     log.info("capture: %d frames published from %d camera(s)", published, len(capture.sources))

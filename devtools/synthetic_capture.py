@@ -15,7 +15,6 @@ import logging
 import math
 import random
 import secrets
-import signal
 import time
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from redis.typing import EncodableT, FieldT
 from core.settings import Settings
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import CAPABILITY_RE
-from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.shutdown import stop_on_signals
 from frame_buffer_sdk.telemetry import new_traceparent
 
 log = logging.getLogger(__name__)
@@ -247,16 +246,9 @@ def run_capture(
 
 async def _capture_until_signalled(settings: Settings, config: CaptureConfig) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        exit_after(settings.shutdown_grace_seconds, "capture")
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
     redis = settings.redis.client()
     try:
-        return await capture(redis, settings.capture_stream, config, stop)
+        with stop_on_signals(stop.set, "capture", settings.shutdown_grace_seconds):
+            return await capture(redis, settings.capture_stream, config, stop)
     finally:
         await redis.aclose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.shutdown import stop_on_signals
 from relay.delivery import Delivery
 from relay.queues import Queue, processor_key, queue_of, registry_changelog
 
@@ -150,19 +150,8 @@ def run_relay(settings: Settings) -> None:
 
 async def _serve_until_signalled(settings: Settings) -> None:
     relay = Relay(settings)
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def on_signal(signum: int) -> None:
-        if relay.stopping and main is not None:
-            main.cancel()
-            return
-        log.info("%s: finishing the batches in flight", signal.Signals(signum).name)
-        relay.request_stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await relay.serve()
+        with stop_on_signals(relay.request_stop, "relay", settings.shutdown_grace_seconds):
+            await relay.serve()
     finally:
         await relay.close()

@@ -27,9 +27,7 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
-import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any
 
@@ -41,7 +39,7 @@ from frame_buffer_sdk.handlers import AnyProcessFn, BatchProcessFn, Handler, Hoo
 from frame_buffer_sdk.models import ProcessorSpec, ProcessorStatus
 from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig, PipelineStats
 from frame_buffer_sdk.settings import ProcessorSettings
-from frame_buffer_sdk.shutdown import exit_after
+from frame_buffer_sdk.shutdown import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -302,29 +300,7 @@ class ProcessorClient:
             return
         log.info("serving /metrics on %s:%d", self.settings.metrics_host, port)
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        sigs = (signal.SIGTERM, signal.SIGINT)
-
-        def on_signal(sig: signal.Signals) -> None:
-            if self._stop.is_set():
-                log.warning("second %s: stopping without draining", sig.name)
-                if task is not None:
-                    task.cancel()
-                return
-            log.info("%s: draining processor %s", sig.name, self.processor_id)
-            exit_after(self.settings.shutdown_grace_seconds, f"processor {self.processor_id}")
-            self.request_stop()
-
-        for sig in sigs:
-            loop.add_signal_handler(sig, on_signal, sig)
-        try:
-            yield
-        finally:
-            for sig in sigs:
-                loop.remove_signal_handler(sig)
+    def _signals(self) -> contextlib.AbstractContextManager[None]:
+        return stop_on_signals(
+            self.request_stop, f"processor {self.processor_id}", self.settings.shutdown_grace_seconds
+        )

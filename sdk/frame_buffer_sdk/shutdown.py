@@ -8,10 +8,13 @@ and exits itself. What it had not finished stays pending or uncommitted: at-leas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import threading
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +47,40 @@ def exit_after(grace: float, service: str) -> None:
         _armed = threading.Timer(grace, _expire, args=(service, grace))
         _armed.daemon = True
         _armed.start()
+
+
+@contextlib.contextmanager
+def stop_on_signals(request_stop: Callable[[], None], service: str, grace: float) -> Iterator[None]:
+    """Within the block, SIGTERM/SIGINT stop the service the one way every service stops.
+
+    The first signal asks it to finish what it has in hand (``request_stop``) and arms the
+    ``grace`` deadline; a second one cancels the running task without waiting. Outside the
+    main thread (a test running the service beside others) no handler is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    asked = False
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal asked
+        if asked:
+            log.warning("second %s: %s stops without finishing what it has in hand", sig.name, service)
+            if task is not None:
+                task.cancel()
+            return
+        asked = True
+        log.info("%s: %s finishes what it has in hand, then stops", sig.name, service)
+        exit_after(grace, service)
+        request_stop()
+
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
