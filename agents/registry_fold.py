@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.settings import Settings
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
 
-class UnknownProcessor(LookupError):
+class UnknownProcessor(FrameBufferError, LookupError):
     """A heartbeat, update or status for an id that is not registered."""
 
 

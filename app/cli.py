@@ -26,7 +26,7 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**{name: value for name, value in overrides.items() if value is not None})
     except ConfigurationError as exc:
-        click.echo(str(exc.code), err=True)
+        click.echo(str(exc), err=True)
         raise SystemExit(2) from None
 
 

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.settings import Settings
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
 from frame_buffer_sdk.telemetry import trace_headers
@@ -65,7 +66,7 @@ NOT_FRAMES = {
 }
 
 
-class DeadLetterError(Exception):
+class DeadLetterError(FrameBufferError):
     """A bad option or an unreachable Kafka/Redis: exit non-zero with the message."""
 
 

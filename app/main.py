@@ -37,6 +37,7 @@ from app.web import register_web
 from core.context import Orchestrator, Tables
 from core.settings import Settings, load_settings
 from core.topics import define_topics
+from frame_buffer_sdk.errors import or_exit
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.shutdown import exit_after
@@ -300,7 +301,7 @@ def run_worker(settings: Settings) -> None:
 
 @functools.cache
 def _app_from_environment() -> faust.App:
-    settings = load_settings()
+    settings = or_exit(load_settings)
     return create_worker_app(settings, prometheus=settings.faust_prometheus).app
 
 
@@ -317,4 +318,4 @@ else:
 
 
 if __name__ == "__main__":
-    run_worker(load_settings())
+    run_worker(or_exit(load_settings))

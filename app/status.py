@@ -24,6 +24,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.redis_connection import RedisConnection
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -33,7 +34,7 @@ LEVEL_STYLES = {"NORMAL": "green", "ELEVATED": "yellow", "HIGH": "dark_orange", 
 STATUS_STYLES = {"healthy": "green", "draining": "yellow", "unhealthy": "red", "stalled": "red"}
 
 
-class StatusError(Exception):
+class StatusError(FrameBufferError):
     """The worker could not be asked (unreachable, refused the token, not a worker): exit non-zero."""
 
 

@@ -22,6 +22,7 @@ from app.access import AccessPolicy, access_middleware, admin_refusal, request_r
 from bridge.names import bridge_states
 from core.context import Orchestrator
 from core.counters import sum_snapshots
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.keys import backpressure_key
 from frame_buffer_sdk.models import (
@@ -41,7 +42,7 @@ DRAINING_WAIT_SECONDS = 5.0
 HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
 
 
-class BodyError(Exception):
+class BodyError(FrameBufferError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__(errors)
         self.errors = errors

@@ -37,6 +37,7 @@ from core import envelope, metrics
 from core.levels import Level
 from core.parsing import parse_entry
 from core.settings import Settings
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.keys import backpressure_key, bridge_state_key, bridges_key, trim_gap_prefix, trimmed_unread_key
 from frame_buffer_sdk.logs import setup_logging
@@ -73,7 +74,7 @@ REDIS_REPLY_GRACE_SECONDS = 10.0
 DELIVERY_TIMEOUT_SECONDS = 45.0
 
 
-class BatchIncomplete(Exception):
+class BatchIncomplete(FrameBufferError):
     """Kafka did not acknowledge every record of a batch; the entries of those stay pending."""
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import CAPABILITY_RE
 from frame_buffer_sdk.redact import redact_text
 
@@ -21,7 +22,7 @@ _CAMERA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ID_PREFIX_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,99})=(.+)$")
 
 
-class SourceError(ValueError):
+class SourceError(FrameBufferError, ValueError):
     """A camera description that cannot be used, naming the camera and the field."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from frame_buffer_sdk.errors import FrameBufferError
+
 CONTENT_TYPE_HEADER = "content-type"
 FRAME_COUNT_HEADER = "fb-frames"
 ENVELOPE_CONTENT_TYPE = b"application/vnd.frame-buffer.envelope+json;v=1"
@@ -24,7 +26,7 @@ MAX_BYTES = 512 * 1024
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(FrameBufferError, ValueError):
     """A record that says it is an envelope but is not a JSON array."""
 
 

@@ -34,6 +34,7 @@ from capture.demo import write_demo_video
 from core.settings import Settings
 from devtools.devstack import DevStack, DevStackError, dies_with_parent, free_port
 from devtools.progress import ChildStatus, Poll, ProgressView
+from frame_buffer_sdk.errors import FrameBufferError
 
 # Which capability each sample processor serves; capture asks for these so frames reach them.
 SAMPLE_CAPABILITIES = {
@@ -66,7 +67,7 @@ class DevOptions:
     demo_video: bool = True
 
 
-class DevError(RuntimeError):
+class DevError(FrameBufferError, RuntimeError):
     """The pipeline could not be brought up; the message says which part and where its log is."""
 
 

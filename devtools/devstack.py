@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.redis_connection import split_password
 
 log = logging.getLogger(__name__)
 
 
-class DevStackError(RuntimeError):
+class DevStackError(FrameBufferError, RuntimeError):
     """A server could not be started or reached."""
 
 

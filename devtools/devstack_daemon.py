@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 from devtools.devstack import DevStack
+from frame_buffer_sdk.errors import FrameBufferError
 
 SUPERVISOR_PID = "FRAME_STACK_PID"
 SERVER_PIDS = "FRAME_STACK_SERVER_PIDS"
 
 
-class StackError(RuntimeError):
+class StackError(FrameBufferError, RuntimeError):
     """The stack could not be started or stopped; the message says why."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import DeadLetter, ProcessorSpec
 from frame_buffer_sdk.redact import redact_text, redact_value
 
@@ -48,7 +49,7 @@ class V1Names:
     registry: str = DEFAULT_REGISTRY
 
 
-class NotImportable(ValueError):
+class NotImportable(FrameBufferError, ValueError):
     """A v1 record that cannot become one of ours; the message says why."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from frame_buffer_sdk.errors import or_exit
 from frame_buffer_sdk.settings import load_processor_settings
 from sample_processors.samples import SAMPLE_KINDS, run_sample
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     capabilities = [c.strip() for c in args.capabilities.split(",") if c.strip()] if args.capabilities else None
     run_sample(
-        load_processor_settings(),
+        or_exit(load_processor_settings),
         args.kind,
         processor_id=args.processor_id,
         capabilities=capabilities,

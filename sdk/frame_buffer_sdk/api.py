@@ -9,6 +9,7 @@ import aiohttp
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import ProcessorSpec
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
-class RegistrationError(RuntimeError):
+class RegistrationError(FrameBufferError, RuntimeError):
     """The orchestrator refused the registration, or did not answer in time."""
 
 

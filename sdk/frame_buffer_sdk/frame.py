@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import RoutedFrame
 
 
@@ -39,7 +40,7 @@ ProcessFn = Callable[[Frame], Awaitable[dict[str, Any]]]
 """A processor's work: a frame in, a JSON-serialisable result object out."""
 
 
-class RejectFrame(Exception):
+class RejectFrame(FrameBufferError):
     """Raised by ``process`` for a frame it cannot handle: dead-lettered with this reason.
 
     Any other exception is dead-lettered as ``processing_failed``; either way the frame's

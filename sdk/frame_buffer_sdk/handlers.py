@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.frame import Frame, ProcessFn
 
 SyncProcessFn = Callable[[Frame], dict[str, Any]]
@@ -59,7 +60,7 @@ Hook = Callable[[], Awaitable[None]] | Callable[[], None]
 """``on_start`` / ``on_stop``: an ``async def`` or a plain ``def`` (run in a thread), no arguments."""
 
 
-class ProcessingTimeout(Exception):
+class ProcessingTimeout(FrameBufferError):
     """A call took longer than ``timeout_seconds``: its frames are dead-lettered ``processing_timeout``."""
 
 

@@ -87,3 +87,25 @@ def test_redis_key_names_have_one_home() -> None:
     ]
     assert not found, f"build Redis keys with frame_buffer_sdk.keys: {found}"
     assert by_hand.search((PACKAGES["frame_buffer_sdk"] / "keys.py").read_text(encoding="utf-8"))
+
+
+def test_every_exception_of_the_project_has_one_root() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    from frame_buffer_sdk.errors import FrameBufferError
+
+    outside = []
+    for package in sorted(set(PACKAGES) - {"bench"}):
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for name, value in vars(module).items():
+                own = inspect.isclass(value) and value.__module__ == module.__name__
+                public = own and issubclass(value, Exception) and not name.startswith("_")
+                if public and not issubclass(value, FrameBufferError):
+                    outside.append(f"{module.__name__}.{name}")
+    assert not outside, f"derive these from frame_buffer_sdk.errors.FrameBufferError: {outside}"
