@@ -401,7 +401,7 @@ class FrameRouting:
         counters.shed += 1
         counters.shed_by_camera[frame.camera_id] += 1
         counters.shed_by_reason[reason] += 1
-        FRAMES_SHED.labels(frame.camera_id, reason).inc()
+        FRAMES_SHED.labels(reason).inc()
         await (await self._dead_letter(reason, detail, frame, capability, shed=True))
 
     def _envelope_span(self, frames: list[Frame | Invalid]) -> Any:
