@@ -542,6 +542,7 @@ def run_bridge(settings: Settings) -> None:
         settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     if settings.bridge_metrics_port:
+        metrics.export_build_info("bridge")
         start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     try:
         asyncio.run(_serve_until_signalled(settings))

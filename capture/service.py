@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
-from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
+from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED, export_build_info
 from core.settings import Settings
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
@@ -269,6 +269,7 @@ def run_video_capture(
         latest_key=latest_frames_key(settings.app_id),
     )
     if settings.capture_metrics_port:
+        export_build_info("capture")
         start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
     return asyncio.run(_until_signalled(capture, duration))
 

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from frame_buffer_sdk.metrics import DEAD_LETTERED, LATENCY_BUCKETS
+from frame_buffer_sdk.metrics import BUILD_INFO, DEAD_LETTERED, LATENCY_BUCKETS, distribution_version, set_build_info
 
-__all__ = ["DEAD_LETTERED"]  # shared with the SDK, declared there once
+__all__ = ["BUILD_INFO", "DEAD_LETTERED"]  # shared with the SDK, declared there once
+
+
+def export_build_info(service: str) -> None:
+    """``frame_buffer_build_info`` of an orchestrator service (worker, bridge, capture)."""
+    set_build_info(
+        service, version=distribution_version("frame-buffer-v2"), faust=distribution_version("faust-streaming")
+    )
+
 
 # --- router (Faust worker) -----------------------------------------------------------
 FRAMES_ROUTED = Counter(
