@@ -37,9 +37,12 @@ from core.deadletter import count_letter, frame_letter
 from core.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
 from frame_buffer_sdk.models import FrameEvent
 from frame_buffer_sdk.telemetry import (
+    PROCESS,
+    PUBLISH,
     context_from_headers,
     context_from_traceparent,
     headers_for,
+    messaging_attributes,
     trace_headers,
     tracer,
 )
@@ -189,7 +192,7 @@ class FrameRouting:
                 await self._invalid(event.key, value, "record", str(exc), pending, event)
                 return
             decoded = [decode_frame(raw) for raw in raws]
-            span = self._envelope_span(decoded) if _tracing() else None
+            span = self._envelope_span(decoded, message) if _tracing() else None
             try:
                 for i, (raw, frame) in enumerate(zip(raws, decoded, strict=True)):
                     origin = f"{partition}:{message.offset}/{i}"
@@ -232,10 +235,15 @@ class FrameRouting:
             span = _TRACER.start_span("router.route", context=parent, kind=trace.SpanKind.PRODUCER)
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
+            # Publish to the processor's topic (set per send below), of a record read as app_id's group.
+            span.set_attributes(
+                messaging_attributes(PUBLISH, None, key=frame.camera_id, group=self.orch.settings.app_id)
+            )
             headers = headers_for(trace.set_span_in_context(span))
         elif headers is None:
             headers = _frame_headers(frame)
         now = time.time()
+        sends: list[asyncio.Future[Any]] = []
         try:
             for decision in decisions:
                 if self._is_duplicate(partition, frame, decision.capability, rerouted_from, origin, now):
@@ -263,13 +271,18 @@ class FrameRouting:
                         span.set_attribute("routing.reason", decision.reason)
                     future = await self._send(frame, decision, headers, origin, partition, routed_at)
                     self.acks.track(tp, pending, future)
+                    if span is not None:
+                        topic = self._ready_topics.get(decision.processor_id or "")
+                        if topic is not None:
+                            span.set_attribute("messaging.destination.name", topic)
+                        sends.append(future)
                     pid = decision.processor_id
                     if decision.new_affinity and pid is not None and affinity.get(decision.capability) != pid:
                         affinity = {**affinity, decision.capability: pid}
                         affinity_changed = True
         finally:
             if span is not None:
-                span.end()
+                _end_on_ack(span, sends)
         if affinity_changed:
             # Reassign, never mutate in place: only assignments reach the changelog.
             self.orch.tables.affinity[frame.camera_id] = affinity
@@ -400,10 +413,10 @@ class FrameRouting:
         counters.shed += 1
         counters.shed_by_camera[frame.camera_id] += 1
         counters.shed_by_reason[reason] += 1
-        FRAMES_SHED.labels(frame.camera_id, reason).inc()
+        FRAMES_SHED.labels(reason).inc()
         await (await self._dead_letter(reason, detail, frame, capability, shed=True))
 
-    def _envelope_span(self, frames: list[Frame | Invalid]) -> Any:
+    def _envelope_span(self, frames: list[Frame | Invalid], message: Any) -> Any:
         """One span for an envelope, linked to each frame's trace; the frames' own contexts travel on."""
         links = []
         for decoded in frames:
@@ -413,6 +426,16 @@ class FrameRouting:
                     links.append(Link(trace.get_current_span(ctx).get_span_context()))
         span = _TRACER.start_span("router.route_envelope", kind=trace.SpanKind.CONSUMER, links=links)
         span.set_attribute("messaging.batch.message_count", len(frames))
+        span.set_attributes(
+            messaging_attributes(
+                PROCESS,
+                message.topic,
+                key=message.key,
+                partition=message.partition,
+                offset=message.offset,
+                group=self.orch.settings.app_id,
+            )
+        )
         return span
 
     def _fatal(self, exc: BaseException) -> None:
@@ -453,3 +476,26 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return "" if value is None else str(value)
+
+
+def _end_on_ack(span: Any, sends: list[asyncio.Future[Any]]) -> None:
+    """End the router span once Kafka acknowledged every send of its frame, not when it was
+    queued; the last acknowledged record's offset goes on it. No send: it ends now."""
+    if not sends:
+        span.end()
+        return
+
+    def finish(done: asyncio.Future[list[Any]]) -> None:
+        outcomes = [] if done.cancelled() else done.result()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"not delivered: {outcome!r}"))
+                continue
+            offset, partition = getattr(outcome, "offset", None), getattr(outcome, "partition", None)
+            if isinstance(offset, int):
+                span.set_attribute("messaging.kafka.offset", offset)
+            if isinstance(partition, int):
+                span.set_attribute("messaging.destination.partition.id", str(partition))
+        span.end()
+
+    asyncio.gather(*sends, return_exceptions=True).add_done_callback(finish)

@@ -5,6 +5,10 @@ turns it into backpressure levels and health verdicts (pure code in agents.backp
 and agents.health), and publishes the results as events: load reports to the
 processor_load table, status changes to the control topic, the router's own level to
 Redis for the bridge. Failover of unhealthy processors' backlogs starts from here.
+
+Its gauges (backpressure level, queue depth, health, router lag) are set by the leader only.
+A worker that stops being leader removes them, so Prometheus never shows a former leader's
+frozen values beside the new leader's.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +36,13 @@ from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStat
 log = logging.getLogger(__name__)
 ROUTER_WATCH = "__router__"
 BACKPRESSURE_TTL_SECONDS = 10
+LEADER_GAUGES = (BACKPRESSURE_LEVEL, QUEUE_DEPTH, PROCESSOR_HEALTHY, ROUTER_LAG)
+
+
+def clear_leader_gauges() -> None:
+    """Remove every series of the gauges only the leader sets."""
+    for gauge in LEADER_GAUGES:
+        gauge.clear()
 
 
 class HealthWatch:
@@ -179,28 +191,69 @@ class HealthWatch:
             log.warning("could not publish router backpressure to Redis: %s", exc)
 
 
-def register_watch_health(orch: Orchestrator, router: Router) -> None:
-    app = orch.app
-    holder: dict[str, Any] = {}
+class LeaderWatch:
+    """The HealthWatch while this worker leads: made on the first tick as leader, closed (and
+    its gauges cleared) on the first tick or rebalance that finds another worker leading."""
 
-    @app.timer(orch.settings.lag_sample_interval, on_leader=True, name="watch_health")
-    async def watch_health() -> None:
-        watch = holder.get("watch")
-        if watch is None:
-            watch = holder["watch"] = HealthWatch(orch, router)
+    def __init__(
+        self,
+        orch: Orchestrator,
+        router: Router,
+        make: Callable[[Orchestrator, Router], HealthWatch] = HealthWatch,
+    ) -> None:
+        self.orch = orch
+        self.router = router
+        self.make = make
+        self.watch: HealthWatch | None = None
+
+    def is_leader(self) -> bool:
+        return bool(self.orch.app.is_leader())
+
+    async def tick(self) -> None:
+        if not self.is_leader():
+            await self.step_down()
+            return
+        if self.watch is None:
+            self.watch = self.make(self.orch, self.router)
         try:
-            await asyncio.wait_for(watch.tick(), timeout=max(5.0, orch.settings.lag_sample_interval * 5))
+            await asyncio.wait_for(self.watch.tick(), timeout=max(5.0, self.orch.settings.lag_sample_interval * 5))
         except Exception as exc:
             log.warning("health watch tick failed: %r", exc)
 
+    async def rebalanced(self) -> None:
+        if not self.is_leader():
+            await self.step_down()
+        elif self.watch is not None:
+            self.watch.hold_verdicts()
+
+    async def step_down(self) -> None:
+        """No longer leader (or shutting down): drop the state and the leader-only series."""
+        watch, self.watch = self.watch, None
+        if watch is None:
+            return
+        clear_leader_gauges()
+        log.info("no longer leader: health watch stopped, its gauges removed")
+        try:
+            await watch.close()
+        except Exception as exc:
+            log.warning("could not close the health watch: %r", exc)
+
+
+def register_watch_health(orch: Orchestrator, router: Router) -> LeaderWatch:
+    app = orch.app
+    leader = LeaderWatch(orch, router)
+
+    # Not on_leader=True: a worker that lost leadership must see it, to clear its gauges.
+    @app.timer(orch.settings.lag_sample_interval, name="watch_health")
+    async def watch_health() -> None:
+        await leader.tick()
+
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def hold_after_rebalance(_: Any, **kwargs: Any) -> None:
-        watch = holder.get("watch")
-        if watch is not None:
-            watch.hold_verdicts()
+        await leader.rebalanced()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_watch(_: Any, **kwargs: Any) -> None:
-        watch = holder.pop("watch", None)
-        if watch is not None:
-            await watch.close()
+        await leader.step_down()
+
+    return leader

@@ -121,6 +121,8 @@ class CameraGrid:
                     "height": latest.get("height"),
                     "age_s": round(wall - float(latest.get("captured") or wall), 2),
                     "fps_in": latest.get("fps_in"),
+                    # capture --source's own counts of the camera (decoded, dropped by reason, ...)
+                    "capture": latest.get("capture"),
                     "fps_out": {r["capability"]: r.get("fps_out") for r in records},
                     "latency_s": max(latencies) if latencies else None,
                     "detections": {r["capability"]: len(r.get("detections") or []) for r in records},

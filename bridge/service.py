@@ -44,8 +44,10 @@ from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
 from frame_buffer_sdk.shutdown import stop_on_signals
 from frame_buffer_sdk.telemetry import (
+    PUBLISH,
     context_from_traceparent,
     headers_for,
+    messaging_attributes,
     setup_tracing,
     trace_headers,
     traceparent_of,
@@ -365,6 +367,7 @@ class Bridge:
                 delivered.extend(flight.stream_ids)
                 if flight.reason is None:
                     mirrored += len(flight.stream_ids)
+                    _set_delivered(flight.spans, result)
                 else:
                     metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc(len(flight.stream_ids))
             for span in flight.spans:
@@ -436,6 +439,7 @@ class Bridge:
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
+            span.set_attributes(messaging_attributes(PUBLISH, self.settings.captured_topic, key=frame.camera_id))
             ctx = trace.set_span_in_context(span)
             headers = headers_for(ctx)
             # Inside an envelope a frame has no headers of its own: its trace travels in the frame.
@@ -529,13 +533,24 @@ class Bridge:
             await pipe.execute()
 
 
+def _set_delivered(spans: list[Span], metadata: Any) -> None:
+    """The acknowledged record's partition and offset on its frames' spans (an envelope's are shared)."""
+    offset, partition = getattr(metadata, "offset", None), getattr(metadata, "partition", None)
+    for span in spans:
+        if isinstance(offset, int):
+            span.set_attribute("messaging.kafka.offset", offset)
+        if isinstance(partition, int):
+            span.set_attribute("messaging.destination.partition.id", str(partition))
+
+
 def run_bridge(settings: Settings) -> None:
     """The bridge process: serve until SIGTERM/SIGINT, finish the batch in flight, exit."""
     setup_logging(settings.log_level)
     provider = setup_tracing(
-        settings.otel_service_name, settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
+        settings.service_name("bridge"), settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     if settings.bridge_metrics_port:
+        metrics.export_build_info("bridge")
         start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     try:
         asyncio.run(_serve_until_signalled(settings))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -73,6 +74,8 @@ class CameraReader:
         self.sampler = FpsSampler(source.fps)
         self.decoded = 0  # read by the service's fps gauge; only this thread writes it
         self.reconnects = 0
+        self.dropped: Counter[str] = Counter()  # by reason, this camera's (the metric sums every camera)
+        self.connected = False
         self._camera = source.camera_id
 
     def run(self) -> None:
@@ -87,7 +90,7 @@ class CameraReader:
             else:
                 reason = "stream ended"
             finally:
-                CAPTURE_CONNECTED.labels(self._camera).set(0)
+                self._set_connected(False)
             if self.stop.is_set():
                 return
             if self.source.kind == "file" and reason == "stream ended" and frames:
@@ -98,7 +101,7 @@ class CameraReader:
             if frames:
                 backoff = self.config.backoff_initial  # it worked for a while: a fresh drop
             self.reconnects += 1
-            CAPTURE_RECONNECTS.labels(self._camera).inc()
+            CAPTURE_RECONNECTS.inc()
             log.warning(
                 "camera %s: %s (%s); reconnect %d in %.1f s",
                 self._camera,
@@ -109,6 +112,19 @@ class CameraReader:
             )
             self.stop.wait(backoff)
             backoff = min(backoff * 2, self.config.backoff_max)
+
+    def _set_connected(self, connected: bool) -> None:
+        """The gauge counts the open cameras of the process: each reader adds or takes its one."""
+        if connected != self.connected:
+            self.connected = connected
+            if connected:
+                CAPTURE_CONNECTED.inc()
+            else:
+                CAPTURE_CONNECTED.dec()
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+        CAPTURE_FRAMES_DROPPED.labels(reason).inc()
 
     def _open(self) -> av.container.InputContainer:
         scheme = self.source.url.split("://", 1)[0].lower() if "://" in self.source.url else ""
@@ -129,7 +145,7 @@ class CameraReader:
                 raise _Ended("no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            CAPTURE_CONNECTED.labels(self._camera).set(1)
+            self._set_connected(True)
             log.info(
                 "camera %s: opened %s (%s, %dx%d, %s fps)",
                 self._camera,
@@ -149,7 +165,7 @@ class CameraReader:
                     break
                 decoded += 1
                 self.decoded += 1
-                CAPTURE_FRAMES_DECODED.labels(self._camera).inc()
+                CAPTURE_FRAMES_DECODED.inc()
                 if frame.pts is not None and frame.time_base is not None:
                     t = Fraction(frame.pts) * Fraction(frame.time_base)
                 else:
@@ -160,7 +176,7 @@ class CameraReader:
                     if ahead > 0 and self.stop.wait(ahead):
                         break
                 if not self.sampler.keep(t):
-                    CAPTURE_FRAMES_DROPPED.labels(self._camera, "sampled_out").inc()
+                    self._drop("sampled_out")
                     continue
                 self._hand_over(frame, float(t))
         finally:
@@ -173,7 +189,7 @@ class CameraReader:
         try:
             pixels = encode(image, self.config.fmt, self.config.jpeg_quality)
         except ValueError as exc:
-            CAPTURE_FRAMES_DROPPED.labels(self._camera, "encode_failed").inc()
+            self._drop("encode_failed")
             log.warning("camera %s: frame not encoded: %s", self._camera, exc)
             return
         height, width = image.shape[:2]

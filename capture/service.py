@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
-from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED
+from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED, export_build_info
 from core.settings import Settings
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
@@ -53,6 +53,9 @@ class _Camera:
     sequence: int = 0
     published: int = 0
     fps_published: float = 0.0
+    fps_decoded: float = 0.0
+    # Drops on the loop, by reason; the reader counts its own.
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
     history: collections.deque[tuple[int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=FPS_WINDOW_SECONDS + 1)
     )
@@ -101,7 +104,7 @@ class VideoCapture:
             queue: asyncio.Queue[CapturedFrame | None] = asyncio.Queue(
                 maxsize=max(2, math.ceil(source.fps * QUEUE_SECONDS))
             )
-            deliver = functools.partial(self._deliver, loop, source.camera_id, queue)
+            deliver = functools.partial(self._deliver, loop, source.camera_id)
             camera = _Camera(source, CameraReader(source, deliver, self._stop_threads, self.reader_config), queue)
             self.cameras[source.camera_id] = camera
             thread = threading.Thread(
@@ -139,33 +142,32 @@ class VideoCapture:
             log.exception("camera %s: reader crashed", camera.source.camera_id)
         finally:
             with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits
-                self._deliver(loop, camera.source.camera_id, camera.queue, None)
+                self._deliver(loop, camera.source.camera_id, None)
 
-    def _deliver(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        camera_id: str,
-        queue: asyncio.Queue[CapturedFrame | None],
-        frame: CapturedFrame | None,
-    ) -> None:
+    def _deliver(self, loop: asyncio.AbstractEventLoop, camera_id: str, frame: CapturedFrame | None) -> None:
         """In a reader thread: hand the frame (None: the reader is done) to the loop."""
-        loop.call_soon_threadsafe(self._offer, camera_id, queue, frame)
+        loop.call_soon_threadsafe(self._offer, self.cameras[camera_id], frame)
 
     @staticmethod
-    def _offer(camera_id: str, queue: asyncio.Queue[CapturedFrame | None], frame: CapturedFrame | None) -> None:
+    def _offer(camera: _Camera, frame: CapturedFrame | None) -> None:
         """On the loop: queue a frame; when full, the oldest waiting frame gives way."""
+        queue = camera.queue
         if queue.full():
             dropped = queue.get_nowait()
             if dropped is not None:
-                CAPTURE_FRAMES_DROPPED.labels(camera_id, "publish_backlog").inc()
+                _drop(camera, "publish_backlog")
         queue.put_nowait(frame)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per camera, what the metrics sum over every camera: counts since start, fps, connected."""
+        return {camera_id: _stats(camera) for camera_id, camera in self.cameras.items()}
 
     async def _publish(self, camera: _Camera) -> None:
         source = camera.source
         safe_url = source.safe_url
         while (frame := await camera.queue.get()) is not None:
             if time.time() - frame.captured > MAX_WAIT_SECONDS:
-                CAPTURE_FRAMES_DROPPED.labels(source.camera_id, "publish_backlog").inc()
+                _drop(camera, "publish_backlog")
                 continue
             fid = new_frame_id(frame.captured, source.camera_id, camera.sequence)
             fields = entry_fields(
@@ -190,13 +192,13 @@ class VideoCapture:
                         pipe.hset(self.latest_key, source.camera_id, self._latest(camera, fid, frame))
                     await pipe.execute()
             except (RedisError, OSError) as exc:
-                CAPTURE_FRAMES_DROPPED.labels(source.camera_id, "redis_error").inc()
+                _drop(camera, "redis_error")
                 log.warning("camera %s: frame not published, Redis: %s", source.camera_id, exc)
                 await asyncio.sleep(_REDIS_RETRY_SECONDS)
                 continue
             camera.sequence += 1
             camera.published += 1
-            CAPTURE_FRAMES_PUBLISHED.labels(source.camera_id).inc()
+            CAPTURE_FRAMES_PUBLISHED.inc()
 
     def _latest(self, camera: _Camera, frame_id: str, frame: CapturedFrame) -> str:
         return json.dumps(
@@ -208,21 +210,41 @@ class VideoCapture:
                 "format": self.reader_config.fmt,
                 "captured": frame.captured,
                 "fps_in": round(camera.fps_published, 2),
+                "capture": _stats(camera),
             }
         )
 
     async def _measure(self) -> None:
         """Each second: decoded and published fps of every camera over the last few seconds."""
         while True:
-            for camera_id, camera in self.cameras.items():
+            for camera in self.cameras.values():
                 camera.history.append((camera.reader.decoded, camera.published))
                 if len(camera.history) > 1:
                     seconds = len(camera.history) - 1
                     (d0, p0), (d1, p1) = camera.history[0], camera.history[-1]
-                    CAPTURE_FPS.labels(camera_id, "decoded").set((d1 - d0) / seconds)
+                    camera.fps_decoded = (d1 - d0) / seconds
                     camera.fps_published = (p1 - p0) / seconds
-                    CAPTURE_FPS.labels(camera_id, "published").set(camera.fps_published)
+            CAPTURE_FPS.labels("decoded").set(sum(c.fps_decoded for c in self.cameras.values()))
+            CAPTURE_FPS.labels("published").set(sum(c.fps_published for c in self.cameras.values()))
             await asyncio.sleep(1.0)
+
+
+def _drop(camera: _Camera, reason: str) -> None:
+    camera.dropped[reason] += 1
+    CAPTURE_FRAMES_DROPPED.labels(reason).inc()
+
+
+def _stats(camera: _Camera) -> dict[str, Any]:
+    reader = camera.reader
+    return {
+        "decoded": reader.decoded,
+        "published": camera.published,
+        "dropped": dict(camera.dropped + reader.dropped),
+        "reconnects": reader.reconnects,
+        "connected": reader.connected,
+        "fps_decoded": round(camera.fps_decoded, 2),
+        "fps_published": round(camera.fps_published, 2),
+    }
 
 
 def run_video_capture(
@@ -247,6 +269,7 @@ def run_video_capture(
         latest_key=latest_frames_key(settings.app_id),
     )
     if settings.capture_metrics_port:
+        export_build_info("capture")
         start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
     return asyncio.run(_until_signalled(capture, duration, settings.shutdown_grace_seconds))
 

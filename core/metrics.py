@@ -8,14 +8,19 @@ own port, so two workers on one host never clash: the port is per process, not p
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram
 
-from core.counters import MAX_CAMERAS, OTHER_CAMERAS
-from frame_buffer_sdk.metrics import DEAD_LETTERED, LATENCY_BUCKETS
+from frame_buffer_sdk.metrics import BUILD_INFO, DEAD_LETTERED, LATENCY_BUCKETS, distribution_version, set_build_info
 
-__all__ = ["DEAD_LETTERED"]  # shared with the SDK, declared there once
+__all__ = ["BUILD_INFO", "DEAD_LETTERED"]  # shared with the SDK, declared there once
+
+
+def export_build_info(service: str) -> None:
+    """``frame_buffer_build_info`` of an orchestrator service (worker, bridge, capture)."""
+    set_build_info(
+        service, version=distribution_version("frame-buffer-v2"), faust=distribution_version("faust-streaming")
+    )
+
 
 # --- router (Faust worker) -----------------------------------------------------------
 FRAMES_ROUTED = Counter(
@@ -33,27 +38,13 @@ FRAMES_DROPPED = Counter(
 )
 
 
-class CameraBoundedCounter(Counter):
-    """A Counter labelled by camera_id first: past MAX_CAMERAS distinct cameras, new ones share
-    one OTHER_CAMERAS series. Camera ids are free-form; each would be a series for ever."""
-
-    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
-        camera = labelvalues[0] if labelvalues else labelkwargs.get("camera_id")
-        seen: set[str] = self.__dict__.setdefault("_cameras", set())
-        if camera is not None and camera not in seen:
-            if len(seen) >= MAX_CAMERAS:
-                camera = OTHER_CAMERAS
-            else:
-                seen.add(str(camera))
-        if labelvalues:
-            return super().labels(camera, *labelvalues[1:])
-        return super().labels(**{**labelkwargs, "camera_id": camera})
-
-
-FRAMES_SHED = CameraBoundedCounter(
+# No metric is labelled by camera_id: camera ids are free-form and unbounded, each would be a
+# series for ever. Per-camera numbers are in the API (GET /api/v1/frames/stats, /api/v1/cameras/{id},
+# the camera grid) instead.
+FRAMES_SHED = Counter(
     "frame_buffer_frames_shed_total",
-    "Frames shed under saturation, by camera (the first 200; later ones as (other)) and reason",
-    ["camera_id", "reason"],
+    "Frames shed under saturation, by reason (per camera: the stats API)",
+    ["reason"],
 )
 FRAMES_DEDUPED = Counter(
     "frame_buffer_frames_deduplicated_total", "Re-delivered (frame_id, capability) pairs dropped as duplicates"
@@ -90,23 +81,24 @@ STREAM_PENDING = Gauge("frame_buffer_stream_pending", "Capture stream entries re
 BRIDGE_THROTTLE = Gauge("frame_buffer_bridge_throttle", "0 running, 1 slowed, 2 paused by orchestrator backpressure")
 
 # --- capture of real cameras (frame-orchestrator capture --source) --------------------------
+# All cameras of the process together; per camera: VideoCapture.stats() and the camera grid API.
 CAPTURE_FRAMES_DECODED = Counter(
-    "frame_buffer_capture_frames_decoded_total", "Frames decoded from a camera's stream", ["camera_id"]
+    "frame_buffer_capture_frames_decoded_total", "Frames decoded from the cameras' streams"
 )
 CAPTURE_FRAMES_PUBLISHED = Counter(
-    "frame_buffer_capture_frames_published_total",
-    "Frames whose pixels and entry were written to Redis",
-    ["camera_id"],
+    "frame_buffer_capture_frames_published_total", "Frames whose pixels and entry were written to Redis"
 )
 CAPTURE_FRAMES_DROPPED = Counter(
     "frame_buffer_capture_frames_dropped_total",
     "Decoded frames not published, by reason (sampled_out, publish_backlog, encode_failed, redis_error)",
-    ["camera_id", "reason"],
+    ["reason"],
 )
 CAPTURE_RECONNECTS = Counter(
-    "frame_buffer_capture_reconnects_total", "Times a camera's stream was lost or could not be opened", ["camera_id"]
+    "frame_buffer_capture_reconnects_total", "Times a camera's stream was lost or could not be opened"
 )
 CAPTURE_FPS = Gauge(
-    "frame_buffer_capture_fps", "Frames per second over the last seconds, decoded or published", ["camera_id", "stage"]
+    "frame_buffer_capture_fps",
+    "Frames per second of all cameras over the last seconds, decoded or published",
+    ["stage"],
 )
-CAPTURE_CONNECTED = Gauge("frame_buffer_capture_connected", "1 while the camera's stream is open", ["camera_id"])
+CAPTURE_CONNECTED = Gauge("frame_buffer_capture_connected", "Cameras whose stream is open")

@@ -174,7 +174,7 @@ def run_sample(
     setup_logging(settings.log_level)
     client = build_sample(settings, kind, processor_id, capabilities, capacity, latency_ms, concurrency)
     setup_tracing(
-        f"{settings.otel_service_name}-processor", settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
+        settings.service_name("processor"), settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
     )
     log.info("starting sample processor %s (%s) for %s", client.processor_id, kind, client.spec.capabilities)
     client.run_sync()

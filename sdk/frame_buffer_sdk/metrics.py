@@ -6,7 +6,10 @@ orchestrator counts its own dead letters in the same DEAD_LETTERED (label ``serv
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import platform
+from importlib import metadata
+
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -30,3 +33,31 @@ END_TO_END_SECONDS = Histogram(
 FRAMES_PROCESSED = Counter(
     "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
 )
+
+BUILD_INFO = Gauge(
+    "frame_buffer_build_info",
+    "Always 1: the running build, by service (worker, bridge, processor) and versions",
+    ["service", "version", "sdk_version", "python", "faust"],
+)
+
+
+def distribution_version(name: str) -> str:
+    """The installed version of distribution ``name``, or "" when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def set_build_info(service: str, *, version: str | None = None, faust: str = "") -> None:
+    """Export ``frame_buffer_build_info`` (value 1) for this process. ``version`` is the service's
+    own (a processor: the SDK's); ``faust`` is empty where Faust is not used."""
+    sdk_version = distribution_version("frame-buffer-sdk")
+    BUILD_INFO.clear()  # one series per process, whatever was set before
+    BUILD_INFO.labels(
+        service=service,
+        version=sdk_version if version is None else version,
+        sdk_version=sdk_version,
+        python=platform.python_version(),
+        faust=faust,
+    ).set(1)

@@ -34,7 +34,7 @@ from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_P
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from frame_buffer_sdk.pixels import PixelStore, missing_pixels
 from frame_buffer_sdk.settings import ProcessorSettings
-from frame_buffer_sdk.telemetry import context_from_headers, headers_for, tracer
+from frame_buffer_sdk.telemetry import PROCESS, context_from_headers, headers_for, messaging_attributes, tracer
 
 log = logging.getLogger(__name__)
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
@@ -466,6 +466,17 @@ class FramePipeline:
             await asyncio.gather(*(drain_chains() for _ in range(workers)))
         return acks
 
+    def _messaging(self, record: Record) -> dict[str, str | int]:
+        """The messaging.* attributes of the span of processing ``record`` (semantic conventions)."""
+        return messaging_attributes(
+            PROCESS,
+            record.topic,
+            key=record.key,
+            partition=record.partition,
+            offset=record.offset,
+            group=self.config.group,
+        )
+
     async def _process_one(self, record: ConsumerRecord[bytes, bytes], frame: Frame) -> asyncio.Future[Any]:
         pid = self.config.processor_id
         parent = context_from_headers(record.headers)
@@ -478,6 +489,7 @@ class FramePipeline:
                 "camera.id": frame.camera_id,
                 "processor.id": pid,
                 "capability": frame.capability,
+                **self._messaging(record),
             },
         ) as span:
             started = time.perf_counter()
@@ -505,6 +517,7 @@ class FramePipeline:
                     "processor.id": pid,
                     "capability": frame.capability,
                     "processor.batch_size": len(frames),
+                    **self._messaging(record),
                 },
             )
             for record, frame in ready

@@ -121,7 +121,10 @@ class ProcessorSettings(BaseSettings):
         None, description="OTLP/HTTP endpoint; traces are exported only when set"
     )
     otel_sampling_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of frames whose trace is sampled")
-    otel_service_name: str = Field("frame-orchestrator", description="service.name of the traces")
+    otel_service_name: str = Field(
+        "frame-orchestrator",
+        description="service.name of the traces; unset, the bridge and processors add -bridge and -processor",
+    )
     log_level: str = Field("info", description="crit, error, warn, info or debug")
 
     @field_validator("dead_letter_topic", "results_topic", "app_id")
@@ -235,6 +238,14 @@ class ProcessorSettings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The broker list as aiokafka wants it: host:port,host:port."""
         return ",".join(p.strip().removeprefix("kafka://") for p in self.kafka_broker.split(","))
+
+    def service_name(self, role: str) -> str:
+        """service.name of this process's traces: OTEL_SERVICE_NAME as given, or, left unset, the
+        default with ``-<role>`` (frame-orchestrator-bridge, frame-orchestrator-processor), so
+        every service has its own name. The worker uses OTEL_SERVICE_NAME itself."""
+        if "otel_service_name" in self.model_fields_set:
+            return self.otel_service_name
+        return f"{self.otel_service_name}-{role}"
 
     def ready_topic(self, processor_id: str) -> str:
         return f"{self.ready_topic_prefix}{processor_id}"

@@ -7,6 +7,7 @@ along as ``traceparent``/``tracestate`` Kafka headers; ``context_from_headers`` 
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +26,37 @@ _HEADER_NAMES = ("traceparent", "tracestate")
 _configured = False
 
 Headers = Sequence[tuple[str, bytes]]
+
+# OpenTelemetry messaging semantic conventions: messaging.operation.type of each span.
+PUBLISH = "publish"
+PROCESS = "process"
+RECEIVE = "receive"
+
+
+def messaging_attributes(
+    operation: str,
+    destination: str | None,
+    *,
+    key: bytes | str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    group: str | None = None,
+) -> dict[str, str | int]:
+    """The messaging.* attributes of a Kafka span: ``destination`` is the topic written (publish)
+    or read (process, receive), None when not known yet; ``offset`` the record's, ``group`` the
+    consumer group reading."""
+    attributes: dict[str, str | int] = {"messaging.system": "kafka", "messaging.operation.type": operation}
+    if destination is not None:
+        attributes["messaging.destination.name"] = destination
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key.decode(errors="replace") if isinstance(key, bytes) else key
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attributes["messaging.kafka.offset"] = offset
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    return attributes
 
 
 def setup_tracing(
@@ -53,10 +85,10 @@ def setup_tracing(
         raise ConfigurationError(
             f"exporting traces needs the OpenTelemetry SDK: pip install 'frame-buffer-sdk[tracing]' ({exc})"
         ) from None
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(sampling_ratio)),
-    )
+    # The standard OTEL_TRACES_SAMPLER (and _ARG), when set, override sampling_ratio: with no
+    # sampler given, the SDK reads them itself.
+    sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBased(TraceIdRatioBased(sampling_ratio))
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=sampler)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

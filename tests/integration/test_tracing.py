@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,6 +75,16 @@ def span_named(spans: list[ReadableSpan], name: str) -> ReadableSpan:
     return matching[0]
 
 
+class Acked(Sent):
+    """The router's fake producer, acknowledging each record as Kafka would (with an offset)."""
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future[Any]:
+        self.hold = True
+        future = await super().send(topic, key, value, headers)
+        future.set_result(SimpleNamespace(topic=topic, partition=0, offset=41))
+        return future
+
+
 async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, exporter: InMemorySpanExporter) -> None:
     settings: Settings = make_settings(captured_partitions=1, processor_partitions=1)
     exporter.clear()
@@ -103,7 +114,7 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     await serving
 
     # Hop 2: the routing agent, given the record exactly as Kafka holds it.
-    sent = Sent()
+    sent = Acked()
     built = create_worker_app(settings, sender=sent)
     built.app.finalize()
     built.app.flow_control.resume()
@@ -148,6 +159,28 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     assert dict(router_span.attributes or {})["frame.id"] == "traced-1"
     assert dict(router_span.attributes or {})["processor.id"] == "det"
     assert "routing.reason" in dict(router_span.attributes or {})
+    # OpenTelemetry messaging semantic conventions on every hop.
+    bridge_attrs = dict(bridge_span.attributes or {})
+    assert bridge_attrs["messaging.system"] == "kafka"
+    assert bridge_attrs["messaging.operation.type"] == "publish"
+    assert bridge_attrs["messaging.destination.name"] == settings.captured_topic
+    assert bridge_attrs["messaging.kafka.message.key"] == "cam-1"
+    assert bridge_attrs["messaging.kafka.offset"] == captured.offset
+    assert bridge_attrs["messaging.destination.partition.id"] == str(captured.partition)
+    router_attrs = dict(router_span.attributes or {})
+    assert router_attrs["messaging.system"] == "kafka"
+    assert router_attrs["messaging.operation.type"] == "publish"
+    assert router_attrs["messaging.destination.name"] == settings.ready_topic("det")
+    assert router_attrs["messaging.kafka.message.key"] == "cam-1"
+    assert router_attrs["messaging.consumer.group.name"] == settings.app_id
+    assert router_attrs["messaging.kafka.offset"] == 41  # set on the acknowledgement: the span ends after it
+    process_attrs = dict(process_span.attributes or {})
+    assert process_attrs["messaging.system"] == "kafka"
+    assert process_attrs["messaging.operation.type"] == "process"
+    assert process_attrs["messaging.destination.name"] == settings.ready_topic("det")
+    assert process_attrs["messaging.kafka.message.key"] == "cam-1"
+    assert process_attrs["messaging.kafka.offset"] == 0
+    assert process_attrs["messaging.consumer.group.name"] == client.group
     # The result record carries the trace on, from the processing span.
     assert traceparent(result.headers) == (CAPTURE_TRACE, format(process_span.context.span_id, "016x"))
     assert json.loads(result.value)["frame_id"] == "traced-1"

@@ -204,11 +204,9 @@ async def test_a_live_tcp_stream_that_drops_and_returns_loses_no_frame_and_a_dea
         assert pipe.of(dead) == []
         assert capture.cameras[live].reader.reconnects >= 1  # the drop between the two streams
         assert capture.cameras[dead].reader.reconnects >= 3
-        decoded = counter("frame_buffer_capture_frames_decoded_total", camera_id=live)
-        published = counter("frame_buffer_capture_frames_published_total", camera_id=live)
-        dropped = sum(
-            counter("frame_buffer_capture_frames_dropped_total", camera_id=live, reason=reason)
-            for reason in ("sampled_out", "publish_backlog", "encode_failed", "redis_error")
-        )
-        assert (decoded, published, dropped) == (45, 45, 0)
-        assert counter("frame_buffer_capture_reconnects_total", camera_id=dead) >= 3
+        # Per camera from the capture's own stats (no metric has a camera label), and in the camera grid's hash.
+        stats = capture.stats()
+        assert (stats[live]["decoded"], stats[live]["published"], stats[live]["dropped"]) == (45, 45, {})
+        assert stats[dead]["reconnects"] >= 3 and stats[dead]["published"] == 0
+        assert counter("frame_buffer_capture_frames_published_total") >= 45
+        assert counter("frame_buffer_capture_reconnects_total") >= 4

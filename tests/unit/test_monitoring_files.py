@@ -153,16 +153,31 @@ def test_legends_only_name_labels_the_query_keeps() -> None:
             assert label in kept, f"panel {title!r}: legend names {label!r} but the query drops it"
 
 
-def test_dashboard_uses_the_provisioned_datasource() -> None:
+def test_dashboard_picks_its_datasource_from_a_template_variable() -> None:
     board = json.loads(DASHBOARD.read_text())
-    uids = {ds["uid"] for ds in _yaml(DATASOURCES)["datasources"]}
+    provisioned = _yaml(DATASOURCES)["datasources"]
+    (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["query"] in {ds["type"] for ds in provisioned}
+    assert variable["current"]["value"] in {ds["uid"] for ds in provisioned}, "defaults to the provisioned one"
+    chosen = {"type": variable["query"], "uid": f"${{{variable['name']}}}"}
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     for panel in board["panels"]:
         assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] in uids, panel["title"]
-            assert all(t["datasource"]["uid"] in uids for t in panel["targets"]), panel["title"]
+            assert panel["datasource"] == chosen, panel["title"]
+            assert all(t["datasource"] == chosen for t in panel["targets"]), panel["title"]
+
+
+_FRAME_RATE_RE = re.compile(r"\brate\(frame_buffer_[a-z_]*(frames|dead_lettered)[a-z_]*_total\b")
+
+
+def test_panels_of_frame_rates_are_in_frames_per_second() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    rated = [p for p in panels if p.get("targets") and all(_FRAME_RATE_RE.search(t["expr"]) for t in p["targets"])]
+    assert len(rated) >= 8
+    for panel in rated:
+        assert panel["fieldConfig"]["defaults"]["unit"] == "suffix: frames/s", panel["title"]
 
 
 # --- prometheus ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sampler import FpsSampler
-from capture.service import VideoCapture
+from capture.service import VideoCapture, _Camera, _stats
 from capture.sources import CameraSource, SourceError, check_unique, load_sources, parse_source
 from core.parsing import parse_entry
 
@@ -151,14 +151,19 @@ def test_a_camera_that_cannot_connect_retries_with_backoff_and_logs_no_password(
 
 async def test_a_full_queue_gives_up_its_oldest_frame_and_counts_it() -> None:
     def dropped() -> float:
-        labels = {"camera_id": "q-cam", "reason": "publish_backlog"}
+        labels = {"reason": "publish_backlog"}
         return REGISTRY.get_sample_value("frame_buffer_capture_frames_dropped_total", labels) or 0.0
 
+    source = CameraSource("q-cam", "tcp://127.0.0.1:1", 1.0)
     queue: asyncio.Queue[CapturedFrame | None] = asyncio.Queue(maxsize=2)
+    camera = _Camera(source, CameraReader(source, lambda _: None, threading.Event()), queue)
     frames = [CapturedFrame("q-cam", bytes([n]), 1, 1, float(n), float(n)) for n in range(3)]
     before = dropped()
     for frame in frames:
-        VideoCapture._offer("q-cam", queue, frame)
-    VideoCapture._offer("q-cam", queue, None)  # the end is never dropped, whatever waits
+        VideoCapture._offer(camera, frame)
+    VideoCapture._offer(camera, None)  # the end is never dropped, whatever waits
     assert [queue.get_nowait() for _ in range(2)] == [frames[2], None]
     assert dropped() == before + 2
+    # The metric has no camera label: the camera's own count is in its stats.
+    assert _stats(camera)["dropped"] == {"publish_backlog": 2}
+    assert _stats(camera)["connected"] is False
