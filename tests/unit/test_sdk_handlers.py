@@ -26,7 +26,13 @@ from frame_buffer_sdk.settings import ProcessorSettings
 
 @dataclass
 class _Record:
+    """The fields of an aiokafka ConsumerRecord the pipeline reads."""
+
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    topic: str = "frames.ready.p"
+    key: bytes | None = b"cam-a"
+    partition: int = 0
+    offset: int = 0
 
 
 def _frame(seq: int) -> Frame:
