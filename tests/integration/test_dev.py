@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -17,9 +18,11 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.dev import DEMO_CAMERA, DEMO_PROCESSOR
 from devtools.devstack import free_port
 from devtools.devstack_daemon import alive, read_env_file
 from tests.conftest import env_of
+from tests.integration.cluster import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +128,14 @@ def test_dev_runs_frames_through_every_stage_and_leaves_no_process(make_settings
     # Workers, bridge, processors and capture, each started in a session of its own.
     assert len(seen) >= 5, (seen, output)
     assert not [pid for pid in seen if alive(pid)], output
+
+    # The demo video went through the real people detector: a decoded clip in, persons out.
+    results = asyncio.run(read_topic(settings, settings.results_topic, idle_seconds=2, max_seconds=30))
+    people = [r for r in results if r["processor_id"] == DEMO_PROCESSOR and r["camera_id"] == DEMO_CAMERA]
+    assert people, f"no result of {DEMO_PROCESSOR} on {DEMO_CAMERA} among {len(results)} results"
+    found = [r for r in people if r["result"].get("count", 0) >= 1]
+    assert found, people[:3]
+    assert all(d["label"] == "person" and len(d["box"]) == 4 for r in found for d in r["result"]["detections"])
 
 
 def test_stack_up_writes_a_sourceable_file_and_down_stops_exactly_its_servers(tmp_path: Path) -> None:
