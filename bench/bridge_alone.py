@@ -65,7 +65,7 @@ async def bench(kafka_url: str, redis_url: str, entries: int, batch: int, camera
     redis = aioredis.from_url(redis_url)
     try:
         await _fill(redis, settings.capture_stream, entries, cameras)
-        bridge = Bridge(settings, consumer="bench")
+        bridge = Bridge.from_settings(settings, consumer="bench")
         await bridge.start()
         started, cpu_started = time.perf_counter(), time.process_time()
         serving = asyncio.create_task(bridge.serve())

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bridge import letters, poison, trim
+from bridge.config import BridgeConfig
 from bridge.names import STATE_TTL_SECONDS, default_consumer_name
 from bridge.sink import Delivery, KafkaSink
 from bridge.source import CLAIM_START, CaptureSource, Entry
@@ -103,27 +104,27 @@ class _Ready:
 
 
 class Bridge:
-    """Mirrors ``settings.capture_stream`` into ``settings.captured_topic`` until asked to stop."""
+    """Mirrors ``config.capture_stream`` into ``config.captured_topic`` until asked to stop."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: BridgeConfig,
         *,
         consumer: str | None = None,
         redis: aioredis.Redis | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self.settings = settings
-        self.consumer = consumer or settings.bridge_consumer_name or default_consumer_name()
+        self.config = config
+        self.consumer = consumer or config.consumer_name or default_consumer_name()
         self.redis: aioredis.Redis = (
             redis
             if redis is not None
-            else settings.redis.client(socket_timeout=settings.bridge_block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
+            else config.redis.client(socket_timeout=config.block_ms / 1000 + REDIS_REPLY_GRACE_SECONDS)
         )
         self._owns_redis = redis is None
         self._tracer = tracer or get_tracer("bridge")
-        self.source = CaptureSource(self.redis, settings.capture_stream, settings.capture_group, self.consumer)
-        self._naive_tz = settings.capture_timezone
+        self.source = CaptureSource(self.redis, config.capture_stream, config.capture_group, self.consumer)
+        self._naive_tz = config.capture_timezone
         self._producer: AIOKafkaProducer | None = None
         self._sink: KafkaSink | None = None
         self.state = State.RUNNING
@@ -147,11 +148,16 @@ class Bridge:
         """Finish the batch in flight, then return from serve(). Safe from a signal handler."""
         self._stop.set()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Bridge:
+        """The bridge the orchestrator's settings describe (``kwargs``: those of ``__init__``)."""
+        return cls(BridgeConfig.from_settings(settings), **kwargs)
+
     async def start(self) -> None:
         """Wait for Redis and Kafka (start order of the services does not matter), then set up."""
         if self._sink is not None:
             return
-        s = self.settings
+        s = self.config
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((RedisConnectionError, KafkaConnectionError, OSError)),
             wait=wait_exponential(min=0.2, max=3),
@@ -206,8 +212,8 @@ class Bridge:
         if self._producer is not None:
             await self._producer.stop()
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.delete(bridge_state_key(self.settings.app_id, self.consumer))
-            await self.redis.zrem(bridges_key(self.settings.app_id), self.consumer)
+            await self.redis.delete(bridge_state_key(self.config.app_id, self.consumer))
+            await self.redis.zrem(bridges_key(self.config.app_id), self.consumer)
         if self._owns_redis:
             await self.redis.aclose()
         log.info(
@@ -249,11 +255,11 @@ class Bridge:
             return
         if time.monotonic() >= self._next_claim:
             await self._claim(action)
-            self._next_claim = time.monotonic() + self.settings.bridge_claim_interval
+            self._next_claim = time.monotonic() + self.config.claim_interval
             if self._stop.is_set():
                 return
         await self._count_trimmed_unread()
-        entries = await self.source.read_new(action.batch_size, self.settings.bridge_block_ms)
+        entries = await self.source.read_new(action.batch_size, self.config.block_ms)
         if entries:
             await self._mirror(entries)
         if action.sleep_after:
@@ -262,9 +268,9 @@ class Bridge:
     async def _action(self) -> Action:
         now = time.monotonic()
         if now - self._level_read_at >= BACKPRESSURE_REFRESH_SECONDS:
-            self._level = parse_level(await self.redis.get(backpressure_key(self.settings.app_id)))
+            self._level = parse_level(await self.redis.get(backpressure_key(self.config.app_id)))
             self._level_read_at = now
-        action = decide(self._level, self.settings.bridge_batch_size)
+        action = decide(self._level, self.config.batch_size)
         if action.state is not self.state:
             log.info("bridge %s: backpressure %s -> %s", self.consumer, self._level.value, action.state.value)
             self.state = action.state
@@ -282,9 +288,7 @@ class Bridge:
             after = entries[-1].stream_id
         cursor = CLAIM_START
         while not self._stop.is_set():
-            cursor, entries = await self.source.claim_idle(
-                cursor, self.settings.bridge_claim_idle_ms, action.batch_size
-            )
+            cursor, entries = await self.source.claim_idle(cursor, self.config.claim_idle_ms, action.batch_size)
             if entries:
                 log.info("bridge %s: claimed %d idle pending entries", self.consumer, len(entries))
                 await self._mirror(entries, await self._delivery_counts(entries))
@@ -293,7 +297,7 @@ class Bridge:
 
     async def _count_trimmed_unread(self) -> None:
         """Before reading on: entries MAXLEN trimmed ahead of the group are counted, not skipped silently."""
-        s = self.settings
+        s = self.config
         gap = await trim.count_gap(self.redis, s.capture_stream, s.capture_group, trim_gap_prefix(s.app_id))
         if not gap:
             return
@@ -309,7 +313,7 @@ class Bridge:
     async def _delivery_counts(self, entries: list[Entry]) -> dict[str, int]:
         ids = [e.stream_id for e in entries]
         return await poison.delivery_counts(
-            self.redis, self.settings.capture_stream, self.settings.capture_group, self.consumer, ids
+            self.redis, self.config.capture_stream, self.config.capture_group, self.consumer, ids
         )
 
     async def _pause(self, seconds: float) -> None:
@@ -332,7 +336,7 @@ class Bridge:
         send_error: BaseException | None = None
         by_partition: dict[int, list[_Ready]] = {}
         traced = self._traced()
-        limit = self.settings.bridge_max_deliveries
+        limit = self.config.max_deliveries
         try:
             for entry in entries:
                 ours = self._reads.see(entry.stream_id)
@@ -439,7 +443,7 @@ class Bridge:
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             span.set_attribute("stream.id", entry.stream_id)
-            span.set_attributes(messaging_attributes(PUBLISH, self.settings.captured_topic, key=frame.camera_id))
+            span.set_attributes(messaging_attributes(PUBLISH, self.config.captured_topic, key=frame.camera_id))
             ctx = trace.set_span_in_context(span)
             headers = headers_for(ctx)
             # Inside an envelope a frame has no headers of its own: its trace travels in the frame.
@@ -518,12 +522,12 @@ class Bridge:
         group = await self.source.group_state()
         metrics.STREAM_BACKLOG.set(group.backlog)
         metrics.STREAM_PENDING.set(group.pending)
-        lost = await self.redis.get(trimmed_unread_key(self.settings.app_id))
+        lost = await self.redis.get(trimmed_unread_key(self.config.app_id))
         doc = self.state_document(group.backlog, group.pending, rate, int(lost or 0))
-        if self.settings.bridge_trim_acked:
-            await trim.trim_acknowledged(self.redis, self.settings.capture_stream)
-        key = bridge_state_key(self.settings.app_id, self.consumer)
-        index = bridges_key(self.settings.app_id)
+        if self.config.trim_acked:
+            await trim.trim_acknowledged(self.redis, self.config.capture_stream)
+        key = bridge_state_key(self.config.app_id, self.consumer)
+        index = bridges_key(self.config.app_id)
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(key, json.dumps(doc), ex=STATE_TTL_SECONDS)
@@ -576,7 +580,7 @@ async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
-    bridge = Bridge(settings)
+    bridge = Bridge.from_settings(settings)
     try:
         with stop_on_signals(bridge.request_stop, f"bridge {bridge.consumer}", settings.shutdown_grace_seconds):
             await bridge.serve()

@@ -25,7 +25,7 @@ async def scans(redis: aioredis.Redis) -> int:
 async def test_bridge_states_are_read_from_the_index_without_a_scan(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(bridge_block_ms=100)
     redis = aioredis.from_url(settings.redis_url)
-    bridge = Bridge(settings, consumer="indexed")
+    bridge = Bridge.from_settings(settings, consumer="indexed")
     task = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: _listed(redis, settings), 20, "the bridge's state listed")

@@ -66,7 +66,7 @@ async def test_no_password_reaches_any_record_log_line_or_span(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     caplog.set_level(logging.DEBUG)
-    bridge = Bridge(settings, consumer="solo", tracer=provider.get_tracer("test"))
+    bridge = Bridge.from_settings(settings, consumer="solo", tracer=provider.get_tracer("test"))
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= len(entries), 60, "the entries")

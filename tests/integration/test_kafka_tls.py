@@ -93,7 +93,7 @@ async def test_every_client_speaks_mutual_tls_to_the_broker(
         sample = (await sampler.sample({"t": (topic, "nobody")}))["t"]
     assert sample.total == 1 and len(sample.end) == 2
 
-    bridge = Bridge(settings)
+    bridge = Bridge.from_settings(settings)
     await bridge.start()  # creates its topics and starts its producer over TLS
     await bridge.close()
 

@@ -131,7 +131,7 @@ async def test_migration_from_v1_loses_nothing_repeats_nothing_and_runs_once(
     finally:
         await redis.aclose()
 
-    bridge = Bridge(settings, consumer="after-v1")
+    bridge = Bridge.from_settings(settings, consumer="after-v1")
     serving = asyncio.create_task(bridge.serve())
     expected = len(v1["unacked"]) + len(v1["queued"])
     try:

@@ -58,7 +58,7 @@ async def test_clients_authenticate_with_the_password_kept_apart(
     client = settings.redis.client()
     try:
         assert await client.ping()
-        bridge = Bridge(settings)
+        bridge = Bridge.from_settings(settings)
         await bridge.start()
         await bridge.close()
         groups = await client.xinfo_groups(settings.capture_stream)

@@ -107,7 +107,7 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     )
 
     # Hop 1: the bridge, Redis -> frames.captured.
-    bridge = Bridge(settings, redis=redis)
+    bridge = Bridge.from_settings(settings, redis=redis)
     serving = asyncio.ensure_future(bridge.serve())
     captured = await first_record(settings, settings.captured_topic)
     await bridge.close()

@@ -90,7 +90,7 @@ class FakeSink:
 
 
 async def test_frames_refused_for_good_are_replaced_by_their_dead_letters() -> None:
-    bridge = Bridge(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
+    bridge = Bridge.from_settings(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
     sink = FakeSink()
     bridge._sink = sink  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
@@ -129,7 +129,7 @@ def test_read_counts_stay_bounded() -> None:
 
 
 async def test_an_envelope_refused_for_good_dead_letters_each_of_its_entries() -> None:
-    bridge = Bridge(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
+    bridge = Bridge.from_settings(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
     sink = FakeSink()
     bridge._sink = sink  # type: ignore[assignment]
     loop = asyncio.get_running_loop()

@@ -106,7 +106,7 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     await expect_built(reroute_backlog(orch, record))
     # The bridge and the SDK build their clients from the settings alone.
     redis = mock.MagicMock(xgroup_create=mock.AsyncMock())
-    await expect_built(Bridge(settings, redis=redis).start())
+    await expect_built(Bridge.from_settings(settings, redis=redis).start())
     pipeline = FramePipeline(settings, PipelineConfig(processor_id="p", topic="t", group="g"), mock.AsyncMock())
     with mock.patch("frame_buffer_sdk.pipeline.ensure_topics", mock.AsyncMock()) as topics:
         await expect_built(pipeline.start())
