@@ -24,26 +24,17 @@ from tests.integration.cluster import (
     read_topic,
     small_frame,
     store_pixels,
-    wait_ready,
     wait_until,
 )
-from tests.integration.tools import cli, registered
+from tests.integration.tools import cli, one_worker, registered
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def worker(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
-    cluster = Cluster(make_settings(), tmp_path / "logs")
-    proc, url = cluster.worker("worker-1")
-    try:
-        await wait_ready(url, proc=proc)
-        yield cluster, url
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.close()
+    async with one_worker(Cluster(make_settings(), tmp_path / "logs")) as running:
+        yield running
 
 
 def _ids(letters: list[dict[str, Any]]) -> list[str]:

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from devtools.devstack import free_port
-from tests.integration.cluster import Cluster, wait_ready, wait_until
-from tests.integration.tools import cli, registered
+from tests.integration.cluster import Cluster, wait_until
+from tests.integration.tools import cli, one_worker, registered
 
 pytestmark = pytest.mark.integration
 
@@ -19,16 +19,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def worker(make_settings: Any, tmp_path: Path) -> AsyncIterator[tuple[Cluster, str]]:
     # Reads need the token: status must send the one in its environment.
-    cluster = Cluster(make_settings(api_read_auth=True, lag_sample_interval=0.5), tmp_path / "logs")
-    proc, url = cluster.worker("worker-1")
-    try:
-        await wait_ready(url, proc=proc)
-        yield cluster, url
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.close()
+    async with one_worker(
+        Cluster(make_settings(api_read_auth=True, lag_sample_interval=0.5), tmp_path / "logs")
+    ) as running:
+        yield running
 
 
 async def test_status_shows_workers_processors_lags_health_and_the_bridge_backlog(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.settings import Settings
-from tests.integration.cluster import ROOT, env_for, http_json
+from tests.integration.cluster import ROOT, Cluster, env_for, http_json, wait_ready
 
 
 @dataclass
@@ -64,3 +64,17 @@ async def registered(url: str, spec: dict[str, Any], every: float = 1.0) -> Asyn
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def one_worker(cluster: Cluster) -> AsyncIterator[tuple[Cluster, str]]:
+    """One ready worker of ``cluster`` and its URL; the cluster's logs are printed if the test fails."""
+    proc, url = cluster.worker("worker-1")
+    try:
+        await wait_ready(url, proc=proc)
+        yield cluster, url
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.close()
