@@ -58,3 +58,8 @@ def migration_marker_key(app_id: str) -> str:
 def done_marker_prefix(namespace: str) -> str:
     """Prefix of the SDK's done markers, one string key per finished (frame, capability) pair."""
     return f"frame-done:{namespace}:"
+
+
+def done_claim_key(done_key: str) -> str:
+    """The short-lived claim on a pair's done marker, held while its result is published."""
+    return f"{done_key}|claim"

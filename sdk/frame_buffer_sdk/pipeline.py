@@ -330,6 +330,8 @@ class FramePipeline:
             await asyncio.gather(*acks)
         except KafkaError as exc:
             log.error("publishing results failed (%r); re-processing the batch", exc)
+            with contextlib.suppress(RedisError, OSError):
+                await self._done.release(done_keys)  # else a peer given the batch waits them out
             await self._rewind(consumer, batch, owned)
             return
         try:
@@ -359,11 +361,13 @@ class FramePipeline:
         """Right before publishing: drop what finishes a pair some processor finished meanwhile.
 
         A replica frozen (SIGSTOP, a long GC) past its session has had its frames failed over
-        and finished by a peer; on waking it would publish them a second time."""
+        and finished by a peer; on waking it would publish them a second time. A peer that holds
+        a pair right now (a slow processor and the one its backlog moved to) is waited for: the
+        pairs kept are claimed by this processor (see DoneMarkers.settle)."""
         keys = [item.done_key for item in self._outbox if item.done_key is not None]
         if not keys:
             return
-        done = {key for key, finished in zip(keys, await self._done.finished(keys), strict=True) if finished}
+        done = await self._done.settle(keys)
         if not done:
             return
         kept: list[_Outgoing] = []
