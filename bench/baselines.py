@@ -36,7 +36,10 @@ class _KafkaExit(System):
         super().__init__(env)
         self.topics = {cap: f"{env.ns}.ready.{processor_id(cap)}" for cap in env.capabilities}
         self.receivers = KafkaReceivers(
-            env.bootstrap, {f"processor.{env.ns}.{processor_id(c)}": t for c, t in self.topics.items()}, self.recorder
+            env.bootstrap,
+            {f"processor.{env.ns}.{processor_id(c)}": t for c, t in self.topics.items()},
+            self.recorder,
+            env.security,
         )
 
     async def stop(self) -> None:

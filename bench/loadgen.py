@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench.frames import capability_of, flat_fields
 from bench.stages import baseline_producer
+from core.settings import load_settings
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 MAX_BATCH = 500
 Sender = Callable[[list[tuple[str, dict[str, str]]]], Awaitable[None]]
@@ -41,8 +43,10 @@ async def redis_sender(url: str) -> tuple[Sender, Callable[[], Awaitable[None]]]
     return send, client.aclose
 
 
-async def kafka_sender(bootstrap_servers: str) -> tuple[Sender, Callable[[], Awaitable[None]]]:
-    producer: AIOKafkaProducer = baseline_producer(bootstrap_servers, "bench-loadgen")
+async def kafka_sender(
+    bootstrap_servers: str, security: KafkaSecurity = PLAINTEXT
+) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    producer: AIOKafkaProducer = baseline_producer(bootstrap_servers, "bench-loadgen", security)
     await producer.start()
 
     async def send(batch: list[tuple[str, dict[str, str]]]) -> None:
@@ -94,7 +98,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.sink == "redis":
         send, close = await redis_sender(args.url)
     else:
-        send, close = await kafka_sender(args.url)
+        send, close = await kafka_sender(args.url, load_settings().kafka_security)
     loop = asyncio.get_running_loop()
     print(json.dumps({"ready": True}), flush=True)
     try:

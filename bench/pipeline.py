@@ -105,6 +105,7 @@ class OurPipeline(System):
             env.bootstrap,
             {s0.processor_group(pid): s0.ready_topic(pid) for pid in self.pids.values()},
             self.recorder,
+            env.security,
         )
         # Replaceable so a worker can be run under a profiler.
         self.worker_argv = [sys.executable, "-m", "app.cli", "worker"]

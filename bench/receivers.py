@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from redis.exceptions import ResponseError
 
 from bench.frames import StreamReply, decode_stream_fields, parse_json_frame, tag_and_captured
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,16 @@ class Recorder:
 class KafkaReceivers:
     """One consumer per processor topic, in the processor's own consumer group, committing as it goes."""
 
-    def __init__(self, bootstrap_servers: str, topics: Mapping[str, str], recorder: Recorder) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Mapping[str, str],
+        recorder: Recorder,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:
         """``topics`` maps consumer group -> topic."""
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
         self.topics = dict(topics)
         self.recorder = recorder
         self._consumers: list[AIOKafkaConsumer] = []
@@ -108,6 +116,7 @@ class KafkaReceivers:
                 heartbeat_interval_ms=1000,
                 max_partition_fetch_bytes=4 << 20,
                 fetch_max_wait_ms=20,
+                **self.security.client_kwargs(),
             )
             self._consumers.append(consumer)
         await asyncio.gather(*(c.start() for c in self._consumers))

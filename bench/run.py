@@ -27,7 +27,10 @@ from bench.profiles import FANOUT, NULL, OURS_1W, OURS_2W, PROFILES, RAW_KAFKA, 
 from bench.report import write_reports
 from bench.scenarios import CAPABILITIES, BenchEnv, System, run_system
 from bench.worker_drain import drain
+from core.settings import load_settings
 from devtools.devstack import DevStack
+from frame_buffer_sdk.errors import or_exit
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("bench")
 DRAIN_PER_RECORD = 20
@@ -72,7 +75,11 @@ def measure_routing(profile: Profile) -> list[dict[str, Any]]:
 
 
 async def run_profile(
-    profile: Profile, out_dir: Path, systems: list[str] | None = None, profile_worker: bool = False
+    profile: Profile,
+    out_dir: Path,
+    systems: list[str] | None = None,
+    profile_worker: bool = False,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, Any]:
     started = time.monotonic()
     # A subset or a profiled run never overwrites the results of a whole, unprofiled one.
@@ -99,9 +106,9 @@ async def run_profile(
         # Envelopes of 20 frames are what the bridge writes under load (one per read and partition);
         # one frame per record is its form at low load, and the worst case for the worker.
         log.info("worker alone: draining %d frames, %d per record", profile.drain_frames, DRAIN_PER_RECORD)
-        results["worker_drain"] = await measure_drain(profile.drain_frames, DRAIN_PER_RECORD)
+        results["worker_drain"] = await measure_drain(profile.drain_frames, DRAIN_PER_RECORD, security)
         log.info("worker alone: draining %d frames, one per record", profile.drain_frames)
-        results["worker_drain_single"] = await measure_drain(profile.drain_frames, 1)
+        results["worker_drain_single"] = await measure_drain(profile.drain_frames, 1, security)
     for key in systems or list(profile.systems):
         log.info("%s: starting servers", key)
         stack = await asyncio.to_thread(DevStack().start)
@@ -109,7 +116,7 @@ async def run_profile(
             results["machine"].setdefault("kafka", stack.kafka_kind)
             results["machine"].setdefault("redis", stack.redis_kind)
             assert stack.kafka_url and stack.redis_url
-            env = BenchEnv(stack.kafka_url, stack.redis_url, log_dir, ns=f"b{uuid.uuid4().hex[:8]}")
+            env = BenchEnv(stack.kafka_url, stack.redis_url, log_dir, ns=f"b{uuid.uuid4().hex[:8]}", security=security)
             worker_profile = out_dir / f"{name}-worker-profile.txt" if profile_worker else None
             system = make_system(key, env, worker_profile)
             result = await run_system(system, profile.plan_for(key))
@@ -125,10 +132,10 @@ async def run_profile(
     return results
 
 
-async def measure_drain(frames: int, per_record: int) -> dict[str, Any]:
+async def measure_drain(frames: int, per_record: int, security: KafkaSecurity = PLAINTEXT) -> dict[str, Any]:
     """The worker alone (bench.worker_drain); a failure is reported, never a number."""
     try:
-        return {"ok": True, **await drain(frames, min(500, frames), None, 300, per_record)}
+        return {"ok": True, **await drain(frames, min(500, frames), None, 300, per_record, security)}
     except Exception as exc:
         log.exception("worker drain failed")
         return {"ok": False, "frames": frames, "error": f"{type(exc).__name__}: {exc}"}
@@ -166,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown systems: {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(run_profile(profile, args.out, systems, args.profile_worker))
+    security = or_exit(load_settings).kafka_security
+    results = asyncio.run(run_profile(profile, args.out, systems, args.profile_worker, security))
     drained_ok = all(results.get(k, {"ok": True}).get("ok") for k in ("worker_drain", "worker_drain_single"))
     return 0 if drained_ok and all(s.get("ok") for s in results["systems"]) else 1
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.procs import Child, LoadGen
 from bench.receivers import Recorder
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class BenchEnv:
     ns: str
     cameras: int = 32
     capabilities: list[str] = field(default_factory=lambda: list(CAPABILITIES))
+    # KAFKA_SECURITY_* of the environment, for the bench's own clients (receivers, producers).
+    security: KafkaSecurity = PLAINTEXT
 
     @property
     def bootstrap(self) -> str:

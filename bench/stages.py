@@ -28,15 +28,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.exceptions import ResponseError
 
 from bench.frames import StreamReply
+from core.settings import load_settings
 from frame_buffer_sdk.kafka import reliable_producer
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 CAP_HEADER = "capability"
 
 
-def baseline_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def baseline_producer(bootstrap: str, client_id: str, security: KafkaSecurity = PLAINTEXT) -> AIOKafkaProducer:
     """Our services' producer settings as they end up on the embedded Tansu broker, which refuses
     idempotent producers: acks=all, linger 5 ms, 1 MiB batches (frame_buffer_sdk.kafka.start_reliable_producer)."""
-    return reliable_producer(bootstrap, client_id, idempotent=False)
+    return reliable_producer(bootstrap, client_id, idempotent=False, security=security)
 
 
 async def _ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -44,10 +46,12 @@ async def _ensure_group(client: aioredis.Redis, stream: str, group: str) -> None
         await client.xgroup_create(stream, group, id="0", mkstream=True)
 
 
-async def null_bridge(redis_url: str, stream: str, group: str, bootstrap: str, topic: str, batch: int) -> None:
+async def null_bridge(
+    redis_url: str, stream: str, group: str, bootstrap: str, topic: str, batch: int, security: KafkaSecurity
+) -> None:
     client = aioredis.Redis.from_url(redis_url)
     await _ensure_group(client, stream, group)
-    producer = baseline_producer(bootstrap, "null-bridge")
+    producer = baseline_producer(bootstrap, "null-bridge", security)
     await producer.start()
     try:
         while True:
@@ -77,7 +81,9 @@ async def null_bridge(redis_url: str, stream: str, group: str, bootstrap: str, t
         await client.aclose()
 
 
-async def null_router(bootstrap: str, topic: str, group: str, targets: dict[bytes, str]) -> None:
+async def null_router(
+    bootstrap: str, topic: str, group: str, targets: dict[bytes, str], security: KafkaSecurity
+) -> None:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -90,8 +96,9 @@ async def null_router(bootstrap: str, topic: str, group: str, targets: dict[byte
         heartbeat_interval_ms=1000,
         max_partition_fetch_bytes=4 << 20,
         fetch_max_wait_ms=20,
+        **security.client_kwargs(),
     )
-    producer = baseline_producer(bootstrap, "null-router")
+    producer = baseline_producer(bootstrap, "null-router", security)
     await asyncio.gather(consumer.start(), producer.start())
     last_commit = time.monotonic()
     try:
@@ -160,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     fo.add_argument("--target", required=True, help="stream per processor; {cap} is replaced by the capability")
     fo.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
+    # The same KAFKA_SECURITY_* as the services measured beside it (a stage is an entrypoint).
+    security = load_settings().kafka_security
     if args.stage == "null-bridge":
-        coro = null_bridge(args.redis_url, args.stream, args.group, args.bootstrap, args.topic, args.batch)
+        coro = null_bridge(args.redis_url, args.stream, args.group, args.bootstrap, args.topic, args.batch, security)
     elif args.stage == "null-router":
         routes = dict(r.split("=", 1) for r in args.route)
-        coro = null_router(args.bootstrap, args.topic, args.group, {k.encode(): v for k, v in routes.items()})
+        targets = {k.encode(): v for k, v in routes.items()}
+        coro = null_router(args.bootstrap, args.topic, args.group, targets, security)
     else:
         coro = fanout(args.redis_url, args.stream, args.group, args.target, args.batch)
     with contextlib.suppress(KeyboardInterrupt):

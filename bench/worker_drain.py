@@ -35,7 +35,10 @@ from bench.procs import peak_rss_mb
 from bench.scenarios import BenchEnv
 from core import envelope
 from core.parsing import parse_entry
+from core.settings import load_settings
 from devtools.devstack import DevStack
+from frame_buffer_sdk.errors import or_exit
+from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("bench.worker_drain")
 IDLE_SECONDS = 3.0
@@ -82,9 +85,14 @@ def frame_records(tag: str, count: int, env: BenchEnv, partitions: int, per_reco
     return out
 
 
-async def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
+async def produce(bootstrap: str, topic: str, records: list[Record], security: KafkaSecurity = PLAINTEXT) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        max_request_size=4 << 20,
+        **security.client_kwargs(),
     )
     await producer.start()
     try:
@@ -97,17 +105,26 @@ async def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
         await producer.stop()
 
 
-async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float, per_record: int = 1) -> dict[str, Any]:
+async def drain(
+    frames: int,
+    warmup: int,
+    py_spy: Path | None,
+    limit: float,
+    per_record: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
+) -> dict[str, Any]:
     with DevStack() as stack, tempfile.TemporaryDirectory(prefix="worker-drain-") as logs:
         assert stack.kafka_url and stack.redis_url
-        env = BenchEnv(stack.kafka_url, stack.redis_url, Path(logs), ns=f"drain{int(time.time())}")
+        env = BenchEnv(stack.kafka_url, stack.redis_url, Path(logs), ns=f"drain{int(time.time())}", security=security)
         system = WorkerOnly(env, workers=1)
         await system.start()
         try:
             s0 = system.settings[0]
             # The first frames pay for partition assignment and table warm-up; not part of the rate.
             parts = s0.captured_partitions
-            await produce(env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env, parts, per_record))
+            await produce(
+                env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env, parts, per_record), security
+            )
             await _wait_routed(system, warmup, limit)
             proc = system.children[0].proc
             assert proc is not None
@@ -119,7 +136,7 @@ async def drain(frames: int, warmup: int, py_spy: Path | None, limit: float, per
             idle_share = (cpu_seconds(proc.pid) - idle_before) / IDLE_SECONDS
             cpu_before = cpu_seconds(proc.pid)
             started = time.monotonic()
-            await produce(env.bootstrap, s0.captured_topic, records)
+            await produce(env.bootstrap, s0.captured_topic, records, security)
             produced = time.monotonic() - started
             await _wait_routed(system, warmup + frames, limit)
             seconds = time.monotonic() - started
@@ -178,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    result = asyncio.run(drain(args.frames, args.warmup, args.py_spy, args.timeout, args.per_record))
+    security = or_exit(load_settings).kafka_security
+    result = asyncio.run(drain(args.frames, args.warmup, args.py_spy, args.timeout, args.per_record, security))
     print(json.dumps(result))
     return 0
 
