@@ -292,7 +292,7 @@ async def replay(
     letters = await list_letters(settings, chosen)
     done = await replayed_refs(settings)
     outcome = Outcome()
-    todo: list[tuple[StoredLetter, FrameEvent]] = []
+    replayable: list[tuple[StoredLetter, FrameEvent]] = []
     for stored in letters:
         if stored.ref in done:
             outcome.skipped.append(_summary(stored, replayed_at=done[stored.ref].get("replayed_at")))
@@ -301,21 +301,21 @@ async def replay(
         if frame is None:
             outcome.not_replayable.append(_summary(stored, why=why))
         else:
-            todo.append((stored, frame))
-    if check_pixels and todo:
-        gone = await _missing_pixels(settings, [frame for _, frame in todo])
-        for stored, frame in [item for item in todo if item[1].frame_key in gone]:
+            replayable.append((stored, frame))
+    if check_pixels and replayable:
+        gone = await _missing_pixels(settings, [frame for _, frame in replayable])
+        for stored, frame in [item for item in replayable if item[1].frame_key in gone]:
             why = f"its pixels are no longer in Redis (key {frame.frame_key!r}); the processor would drop it again"
             outcome.not_replayable.append(_summary(stored, why=why))
-        todo = [item for item in todo if item[1].frame_key not in gone]
-    if dry_run or not todo:
-        outcome.replayed = [_summary(stored, dry_run=True) for stored, _ in todo] if dry_run else []
+        replayable = [item for item in replayable if item[1].frame_key not in gone]
+    if dry_run or not replayable:
+        outcome.replayed = [_summary(stored, dry_run=True) for stored, _ in replayable] if dry_run else []
         return outcome
-    await _send(settings, todo, outcome)
+    await _send(settings, replayable, outcome)
     return outcome
 
 
-async def _send(settings: Settings, todo: list[tuple[StoredLetter, FrameEvent]], outcome: Outcome) -> None:
+async def _send(settings: Settings, replayable: list[tuple[StoredLetter, FrameEvent]], outcome: Outcome) -> None:
     security = settings.kafka_security
     markers = marker_topic(settings)
     try:
@@ -332,7 +332,7 @@ async def _send(settings: Settings, todo: list[tuple[StoredLetter, FrameEvent]],
         raise DeadLetterError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
     try:
         sends = []
-        for stored, frame in todo:
+        for stored, frame in replayable:
             headers = [*trace_headers(frame.traceparent, frame.tracestate), (REPLAY_HEADER, stored.ref.encode())]
             sends.append(
                 await producer.send(
@@ -346,7 +346,7 @@ async def _send(settings: Settings, todo: list[tuple[StoredLetter, FrameEvent]],
         # Markers only once every frame is acknowledged: a letter is never marked but not replayed.
         now = utcnow().isoformat()
         marks = []
-        for (stored, _), meta in zip(todo, delivered, strict=True):
+        for (stored, _), meta in zip(replayable, delivered, strict=True):
             marker = {
                 "dead_letter": stored.ref,
                 "reason": stored.letter.reason,
