@@ -470,6 +470,16 @@ class FramePipeline:
             await asyncio.gather(*(drain_chains() for _ in range(workers)))
         return acks
 
+    def _span_attributes(self, record: Record, frame: Frame) -> dict[str, str | int]:
+        """The attributes of the span of processing ``frame``, one frame or one of a batch."""
+        return {
+            "frame.id": frame.frame_id,
+            "camera.id": frame.camera_id,
+            "processor.id": self.config.processor_id,
+            "capability": frame.capability,
+            **self._messaging(record),
+        }
+
     def _messaging(self, record: Record) -> dict[str, str | int]:
         """The messaging.* attributes of the span of processing ``record`` (semantic conventions)."""
         return messaging_attributes(
@@ -482,19 +492,12 @@ class FramePipeline:
         )
 
     async def _process_one(self, record: ConsumerRecord[bytes, bytes], frame: Frame) -> asyncio.Future[Any]:
-        pid = self.config.processor_id
         parent = context_from_headers(record.headers)
         with self._tracer.start_as_current_span(
             "processor.process",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "frame.id": frame.frame_id,
-                "camera.id": frame.camera_id,
-                "processor.id": pid,
-                "capability": frame.capability,
-                **self._messaging(record),
-            },
+            attributes=self._span_attributes(record, frame),
         ) as span:
             started = time.perf_counter()
             try:
@@ -508,7 +511,6 @@ class FramePipeline:
     async def _process_batch(self, ready: list[tuple[Record, Frame]]) -> list[asyncio.Future[Any]]:
         """One call of the batch handler for every frame in hand; each frame keeps its own span
         (in its own trace), open for the call, and its own result or dead letter."""
-        pid = self.config.processor_id
         frames = [frame for _, frame in ready]
         spans = [
             self._tracer.start_span(
@@ -516,12 +518,8 @@ class FramePipeline:
                 context=context_from_headers(record.headers),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={
-                    "frame.id": frame.frame_id,
-                    "camera.id": frame.camera_id,
-                    "processor.id": pid,
-                    "capability": frame.capability,
+                    **self._span_attributes(record, frame),
                     "processor.batch_size": len(frames),
-                    **self._messaging(record),
                 },
             )
             for record, frame in ready

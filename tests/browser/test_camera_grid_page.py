@@ -13,9 +13,8 @@ import pytest
 
 from app.camera_grid import THUMB_WIDTH
 from core.settings import Settings
-from tests.integration.cluster import Cluster, wait_ready
-from tests.integration.test_camera_grid import BOX, GREEN, capture_file, detect_once
-from tests.video import WIDTH, write_file
+from tests.integration.test_camera_grid import BOX, GREEN, detect_once, grid_worker
+from tests.video import WIDTH
 
 if TYPE_CHECKING:  # Playwright is imported only where a browser runs: without it, the tests skip
     from tests.browser.pages import Browser
@@ -28,13 +27,7 @@ async def test_the_grid_shows_each_camera_with_its_boxes(
 ) -> None:
     settings = make_settings()
     camera = f"gate-{unique}"
-    video = tmp_path / "gate.mp4"
-    write_file(video, count=5, fps=50)
-    await capture_file(settings, video, camera, 5)
-    cluster = Cluster(settings, tmp_path / "logs")
-    proc, url = cluster.worker("grid-worker")
-    try:
-        await wait_ready(url, proc=proc)
+    async with grid_worker(settings, tmp_path, camera) as url:
         async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v1/camera-grid") as resp:
             latest_id = (await resp.json())["cameras"][0]["frame_id"]
         await detect_once(settings, camera, latest_id, BOX)
@@ -72,8 +65,3 @@ async def test_the_grid_shows_each_camera_with_its_boxes(
         green_rgb = [int(GREEN[2]), int(GREEN[1]), int(GREEN[0])]  # GREEN is BGR, the canvas RGB
         for (px, py), rgb in zip(edges, seen["edges"], strict=True):
             assert max(abs(a - b) for a, b in zip(rgb, green_rgb, strict=True)) < 60, ((px, py), rgb)
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,32 +137,37 @@ async def test_thumbnails_show_the_latest_frame_with_its_boxes_and_are_made_at_m
         await redis.aclose()
 
 
-async def test_a_worker_serves_the_grid_page_json_and_thumbnails(
-    make_settings: Callable[..., Settings], tmp_path: Path, unique: str
-) -> None:
-    settings = make_settings()
-    camera = f"lobby-{unique}"
-    video = tmp_path / "lobby.mp4"
+@contextlib.asynccontextmanager
+async def grid_worker(settings: Settings, tmp_path: Path, camera: str) -> AsyncIterator[str]:
+    """A 5-frame video of ``camera`` captured for real, and a worker serving its grid: its URL."""
+    video = tmp_path / f"{camera}.mp4"
     write_file(video, count=5, fps=50)
     await capture_file(settings, video, camera, 5)
     cluster = Cluster(settings, tmp_path / "logs")
     proc, url = cluster.worker("grid-worker")
     try:
         await wait_ready(url, proc=proc)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{url}/cameras") as resp:
-                assert resp.status == 200 and "api/v1/camera-grid" in await resp.text()
-            async with session.get(f"{url}/api/v1/camera-grid") as resp:
-                assert resp.status == 200
-                cameras = (await resp.json())["cameras"]
-            assert [c["camera_id"] for c in cameras] == [camera]
-            async with session.get(f"{url}/api/v1/camera-grid/{camera}/thumbnail.jpg") as resp:
-                assert resp.status == 200 and resp.content_type == "image/jpeg"
-                assert decode(await resp.read()).shape[1] == THUMB_WIDTH
-            async with session.get(f"{url}/api/v1/camera-grid/nobody/thumbnail.jpg") as resp:
-                assert resp.status == 404
+        yield url
     except BaseException:
         print(cluster.logs())
         raise
     finally:
         cluster.close()
+
+
+async def test_a_worker_serves_the_grid_page_json_and_thumbnails(
+    make_settings: Callable[..., Settings], tmp_path: Path, unique: str
+) -> None:
+    camera = f"lobby-{unique}"
+    async with grid_worker(make_settings(), tmp_path, camera) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/cameras") as resp:
+            assert resp.status == 200 and "api/v1/camera-grid" in await resp.text()
+        async with session.get(f"{url}/api/v1/camera-grid") as resp:
+            assert resp.status == 200
+            cameras = (await resp.json())["cameras"]
+        assert [c["camera_id"] for c in cameras] == [camera]
+        async with session.get(f"{url}/api/v1/camera-grid/{camera}/thumbnail.jpg") as resp:
+            assert resp.status == 200 and resp.content_type == "image/jpeg"
+            assert decode(await resp.read()).shape[1] == THUMB_WIDTH
+        async with session.get(f"{url}/api/v1/camera-grid/nobody/thumbnail.jpg") as resp:
+            assert resp.status == 404

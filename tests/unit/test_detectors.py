@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib import cbook
 
+from capture.demo import draw_figure
 from frame_buffer_sdk.frame import Frame
 from frame_buffer_sdk.models import RoutedFrame
 from sample_processors.detectors import FaceDetector, PeopleDetector
@@ -52,21 +53,8 @@ def hopper() -> Image:
 
 
 def draw_person(canvas: Image, centre_x: int, top: int, height: int = 200) -> tuple[int, int]:
-    """A dark standing figure (head, torso, arms, legs) ``height`` pixels tall; returns its centre."""
-    s = height / 300
-    dark = (40, 40, 40)
-
-    def rect(x0: float, y0: float, x1: float, y1: float) -> None:
-        cv2.rectangle(
-            canvas, (int(centre_x + x0 * s), int(top + y0 * s)), (int(centre_x + x1 * s), int(top + y1 * s)), dark, -1
-        )
-
-    cv2.circle(canvas, (centre_x, int(top + 25 * s)), int(22 * s), dark, -1)
-    rect(-35, 50, 35, 170)  # torso
-    rect(-33, 170, -8, 300)  # legs
-    rect(8, 170, 33, 300)
-    rect(-55, 55, -38, 160)  # arms
-    rect(38, 55, 55, 160)
+    """The demo video's standing figure (capture.demo), ``height`` pixels tall; returns its centre."""
+    draw_figure(canvas, centre_x, top, height)
     return centre_x, top + height // 2
 
 
