@@ -45,7 +45,7 @@ test-faults: setup
 test-performance: bench-quick
 
 test-watch: setup
-	while true; do $(PYTEST) -q -x tests/unit; inotifywait -qq -r -e modify app agents tables bridge sdk sample_processors tests 2>/dev/null || sleep 5; done
+	while true; do $(PYTEST) -q -x tests/unit; inotifywait -qq -r -e modify app agents tables bridge core devtools capture relay migrate sdk sample_processors tests 2>/dev/null || sleep 5; done
 
 test-env-up: setup
 	$(BIN)/frame-orchestrator stack up --env-file $(STACK_FILE)
@@ -64,11 +64,12 @@ bench-quick: setup
 	$(BIN)/python -m bench.run --profile quick
 
 format: setup
-	$(BIN)/ruff format app agents tables bridge processor bench tests
-	$(BIN)/ruff check --fix app agents tables bridge processor bench tests
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 lint: setup
-	$(BIN)/ruff check app agents tables bridge processor bench tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 type-check: setup
 	$(BIN)/mypy
