@@ -39,6 +39,7 @@ from core.metrics import export_build_info
 from core.settings import Settings, load_settings
 from core.topics import define_topics
 from frame_buffer_sdk.errors import or_exit
+from frame_buffer_sdk.heap import freeze_long_lived
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.shutdown import exit_after
@@ -147,6 +148,11 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         # Acked by routing once every record a frame led to is acknowledged, not by the stream.
         async for event in cast(Any, stream).noack().events():
             await routing.on_captured(event)
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def freeze_after_rebalance(_: object, **kwargs: object) -> None:
+        # Sent just before the streams resume: tables and the dedupe index are loaded by now.
+        freeze_long_lived("rebalance")
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(_: object, revoked: set[Any], **kwargs: object) -> None:

@@ -39,6 +39,7 @@ from core.levels import Level
 from core.parsing import parse_entry
 from core.settings import Settings
 from frame_buffer_sdk.errors import FrameBufferError
+from frame_buffer_sdk.heap import freeze_long_lived
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.keys import backpressure_key, bridge_state_key, bridges_key, trim_gap_prefix, trimmed_unread_key
 from frame_buffer_sdk.logs import setup_logging
@@ -556,6 +557,7 @@ def run_bridge(settings: Settings) -> None:
     if settings.bridge_metrics_port:
         metrics.export_build_info("bridge")
         start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
+    freeze_long_lived("bridge start")
     try:
         asyncio.run(_serve_until_signalled(settings))
     finally:

@@ -36,6 +36,7 @@ from prometheus_client import start_http_server
 
 from frame_buffer_sdk.api import OrchestratorAPI
 from frame_buffer_sdk.handlers import AnyProcessFn, BatchProcessFn, Handler, Hook, call_hook, check_options
+from frame_buffer_sdk.heap import freeze_long_lived
 from frame_buffer_sdk.metrics import set_build_info
 from frame_buffer_sdk.models import ProcessorSpec, ProcessorStatus
 from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig, PipelineStats
@@ -158,6 +159,7 @@ class ProcessorClient:
 
     def run_sync(self, register: bool = True) -> None:
         """``run()`` in a fresh event loop: the blocking entry of a processor process."""
+        freeze_long_lived("processor start")
         asyncio.run(self.run(register=register))
 
     async def register(self) -> dict[str, Any]:
