@@ -94,6 +94,10 @@ class ProcessorSettings(BaseSettings):
     processor_metrics_port: int = Field(
         9200, ge=0, le=65535, description="Port of an SDK processor's /metrics (0 disables)"
     )
+    metrics_v1_aliases: bool = Field(
+        True,
+        description="Expose the deprecated metric names beside their replacements (README: Deprecated metric names)",
+    )
     processor_frame_key_prefix: str | None = Field(
         None,
         min_length=1,

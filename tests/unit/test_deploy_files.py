@@ -250,12 +250,12 @@ def test_alerts_cover_what_operators_page_on() -> None:
         "frame_buffer_backpressure_level",
         "frame_buffer_processor_healthy",
         "frame_buffer_dead_lettered_total",
-        "frame_buffer_stream_backlog",
+        "frame_buffer_stream_backlog_entries",
     ):
         assert _alerts_on(metric), f"no alert on {metric}"
     stale = [r for r in alert_rules() if "Stale" in r["alert"] or "NoLagSample" in r["alert"]]
     assert stale, "an alert on stale lag samples"
-    lag_metrics = {"frame_buffer_queue_depth", "frame_buffer_router_lag"}
+    lag_metrics = {"frame_buffer_queue_depth_frames", "frame_buffer_router_lag_frames"}
     assert all(set(_METRIC_RE.findall(r["expr"])) & lag_metrics for r in stale)
     assert any("changes(" in r["expr"] or "absent(" in r["expr"] for r in stale)
 

@@ -116,7 +116,7 @@ def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
 def test_metrics_module_declares_what_the_checks_rely_on() -> None:
     names = declared()
     assert "frame_buffer_frames_routed_total" in names and "frame_buffer_routing_latency_seconds_bucket" in names
-    assert "frame_buffer_queue_depth" in names and "frame_buffer_frames_routed" not in names
+    assert "frame_buffer_queue_depth_frames" in names and "frame_buffer_frames_routed" not in names
 
 
 def test_every_queried_metric_and_label_exists() -> None:
