@@ -111,6 +111,36 @@ CAPTURE_FPS = Gauge(
 )
 CAPTURE_CONNECTED = Gauge("frame_buffer_capture_connected_cameras", "Cameras whose stream is open")
 
+# --- relay to detektr processors' Redis streams (frame-orchestrator relay) -----------------------
+# Labelled by the processor fed: ids of processors registered with a queue, a bounded set. Its
+# dead letters are in frame_buffer_dead_lettered_total{service="relay"}.
+RELAY_FRAMES = Counter(
+    "frame_buffer_relay_frames_relayed_total",
+    "Routed frames XADDed into a detektr processor's Redis stream",
+    ["processor_id"],
+)
+RELAY_XADD_ERRORS = Counter(
+    "frame_buffer_relay_xadd_errors_total",
+    "Batches whose XADD into the processor's stream failed; their records are delivered again",
+    ["processor_id"],
+)
+RELAY_COMMIT_LAG = Gauge(
+    "frame_buffer_relay_commit_lag_frames",
+    "Records of the processor's topic not yet committed by its group, on the partitions this relay holds",
+    ["processor_id"],
+)
+RELAY_STREAM_UNREAD = Gauge(
+    "frame_buffer_relay_stream_unread_entries",
+    "Entries of the processor's stream its Redis group (frame-processors) has not read yet",
+    ["processor_id"],
+)
+RELAY_STREAM_PENDING = Gauge(
+    "frame_buffer_relay_stream_pending_entries",
+    "Entries of the processor's stream read by its Redis group but not acknowledged (XACK)",
+    ["processor_id"],
+)
+RELAY_GAUGES = (RELAY_COMMIT_LAG, RELAY_STREAM_UNREAD, RELAY_STREAM_PENDING)
+
 
 # --- deprecated names (README: "Deprecated metric names") -------------------------------------
 

@@ -113,7 +113,8 @@ class ProcessorSettings(BaseSettings):
         300, ge=1, description="TTL of the pixel bytes the capture (synthetic or cameras) stores"
     )
     metrics_host: str = Field(
-        "0.0.0.0", description="Interface the bridge's, SDK processors' and `capture --source`'s /metrics bind to"
+        "0.0.0.0",
+        description="Interface the bridge's, SDK processors', `capture --source`'s and the relay's /metrics bind to",
     )
     shutdown_grace_seconds: float = Field(
         8.0,
