@@ -34,7 +34,7 @@ from agents.sender import Headers, RecordSender
 from core import envelope
 from core.context import Orchestrator
 from core.deadletter import count_letter, frame_letter
-from core.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, FRAMES_SHED, ROUTING_LATENCY
+from core.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, ROUTING_LATENCY
 from frame_buffer_sdk.models import FrameEvent
 from frame_buffer_sdk.telemetry import (
     PROCESS,
@@ -413,7 +413,6 @@ class FrameRouting:
         counters.shed += 1
         counters.shed_by_camera[frame.camera_id] += 1
         counters.shed_by_reason[reason] += 1
-        FRAMES_SHED.labels(reason).inc()
         await (await self._dead_letter(reason, detail, frame, capability, shed=True))
 
     def _envelope_span(self, frames: list[Frame | Invalid], message: Any) -> Any:

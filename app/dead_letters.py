@@ -20,6 +20,13 @@ Once its frame is acknowledged, each replayed letter gets a marker on
 ``<DEAD_LETTER_TOPIC>.replayed``, keyed by that header's value; a later replay skips the letters
 marked there and says so. A crash between the frame's ack and the marker's leaves the letter
 unmarked: it is replayed again next time (at least once). Run one replay at a time.
+
+Reading: with ``--since`` the read starts, in each partition, at the first record stamped at or
+after that time (less ``CLOCK_SKEW_SECONDS``), which the broker's time index gives
+(ListOffsets by timestamp, ``offsets_for_times``); the markers are read from the oldest chosen
+letter's timestamp on, as each marker is stamped no earlier than its letter. A broker without a
+time index (Tansu answers the first offset whatever the time) is read from the start, saying
+so. Reads end at the fetch highwater, not at ListOffsets' latest (too small on Tansu).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -35,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndTimestamp
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +55,8 @@ from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
 from frame_buffer_sdk.telemetry import trace_headers
 
+log = logging.getLogger(__name__)
+
 REPLAY_HEADER = "x-dead-letter"
 REPLAY_SOURCE = "dead-letters"
 MARKER_SUFFIX = ".replayed"
@@ -53,6 +65,9 @@ MARKER_SUFFIX = ".replayed"
 IDLE_SECONDS = 1.0
 READ_LIMIT_SECONDS = 120.0
 TOPIC_WAIT_SECONDS = 10.0
+# A time-bounded read starts this much earlier: records are stamped by their producer's clock
+# (or the broker's, with LogAppendTime), a letter's `at` by the clock of the service writing it.
+CLOCK_SKEW_SECONDS = 60.0
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Reasons whose raw is no frame to route again, and why; any other letter is replayable when its
@@ -117,6 +132,7 @@ class StoredLetter:
     offset: int
     letter: DeadLetter
     key: str = ""
+    timestamp: int = -1  # the record's, in ms; -1 when unknown
 
     @property
     def id(self) -> str:
@@ -145,10 +161,39 @@ def marker_topic(settings: Settings) -> str:
     return f"{settings.dead_letter_topic}{MARKER_SUFFIX}"
 
 
+@dataclass
+class Read:
+    records: list[Any]
+    # Whether the start came from a broker's time index that honoured the time; False: read from
+    # the beginning, or from an answer older than the time (Tansu's first offset).
+    from_time_index: bool = False
+
+
 async def read_records(
-    settings: Settings, topic: str, *, idle_seconds: float = IDLE_SECONDS, limit_seconds: float = READ_LIMIT_SECONDS
+    settings: Settings,
+    topic: str,
+    *,
+    since_ms: int | None = None,
+    idle_seconds: float = IDLE_SECONDS,
+    limit_seconds: float = READ_LIMIT_SECONDS,
 ) -> list[Any]:
-    """Every record of ``topic`` from its start to its end; [] when the topic does not exist."""
+    """Every record of ``topic`` (from ``since_ms`` on, when given) to its end; [] when the topic
+    does not exist."""
+    read = await read_topic(settings, topic, since_ms=since_ms, idle_seconds=idle_seconds, limit_seconds=limit_seconds)
+    return read.records
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    since_ms: int | None = None,
+    idle_seconds: float = IDLE_SECONDS,
+    limit_seconds: float = READ_LIMIT_SECONDS,
+) -> Read:
+    """read_records, saying where the read started. ``since_ms`` bounds the start only: records
+    stamped before it may still come (after a later one, or from a broker without a time index),
+    so callers filter."""
     consumer = AIOKafkaConsumer(
         **settings.kafka_security.client_kwargs(),
         bootstrap_servers=settings.bootstrap_servers,
@@ -167,10 +212,14 @@ async def read_records(
         if partitions is None and topic in await consumer.topics():
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            return []
+            return Read([])
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        starts: dict[TopicPartition, int | None] | None = None
+        if since_ms is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            starts = await seek_since(consumer, tps, since_ms)
         records: list[Any] = []
         started = last = time.monotonic()
         while time.monotonic() - started < limit_seconds:
@@ -185,9 +234,76 @@ async def read_records(
                 break
         else:
             raise DeadLetterError(f"reading {topic} did not reach its end within {limit_seconds:.0f} s")
-        return sorted(records, key=lambda r: (r.partition, r.offset))
+        records.sort(key=lambda r: (r.partition, r.offset))
+        indexed = starts is not None and since_ms is not None and _started_at_time(records, starts, since_ms)
+        if since_ms is not None and starts is not None and not indexed:
+            log.warning(
+                "%s: ListOffsets by timestamp answered an offset stamped before the time (Tansu answers the "
+                "first offset), so the whole of it was read",
+                topic,
+            )
+        return Read(records, indexed)
     finally:
         await consumer.stop()
+
+
+def time_index_starts(
+    since_ms: int, answers: dict[TopicPartition, OffsetAndTimestamp | None]
+) -> dict[TopicPartition, int | None] | None:
+    """Per partition, the first offset stamped at or after ``since_ms`` (None: no such record,
+    start at the end), from the broker's ListOffsets-by-time answers; None when the answers
+    show the broker ignored the time (an answer stamped before it, or unstamped, as Tansu's)."""
+    starts: dict[TopicPartition, int | None] = {}
+    for tp, answer in answers.items():
+        if answer is None:
+            starts[tp] = None
+        elif answer.timestamp < since_ms or answer.offset < 0:
+            return None
+        else:
+            starts[tp] = answer.offset
+    return starts
+
+
+def _started_at_time(records: list[Any], starts: dict[TopicPartition, int | None], since_ms: int) -> bool:
+    """Whether the first record read at each answered offset is stamped at or after ``since_ms``,
+    as a real time index's answer is. Tansu answers offset 0 with a recent stamp whatever is
+    there: what it gives is a start from the beginning, and so is read."""
+    first: dict[TopicPartition, Any] = {}
+    for record in records:
+        first.setdefault(TopicPartition(record.topic, record.partition), record)
+    return all(
+        tp not in first or first[tp].offset != offset or first[tp].timestamp >= since_ms
+        for tp, offset in starts.items()
+        if offset is not None
+    )
+
+
+async def seek_since(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int
+) -> dict[TopicPartition, int | None] | None:
+    """Position ``tps`` at their first record stamped at or after ``since_ms``; returns the
+    broker's time-index starts (see time_index_starts), or None when it gave none and they are
+    at the start."""
+    try:
+        answers = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    except KafkaError as exc:  # UnsupportedVersionError: a broker before 0.10.1
+        answers, why = {}, f"refused ({exc!r})"
+    else:
+        why = "ignored the time (e.g. Tansu)"
+    starts = time_index_starts(since_ms, answers) if answers else None
+    if starts is None:
+        log.warning(
+            "%s: the broker's ListOffsets by timestamp %s; reading from the start", tps[0].topic if tps else "", why
+        )
+        await consumer.seek_to_beginning(*tps)
+        return None
+    at_end = [tp for tp, offset in starts.items() if offset is None]
+    if at_end:
+        await consumer.seek_to_end(*at_end)
+    for tp, offset in starts.items():
+        if offset is not None:
+            consumer.seek(tp, offset)
+    return starts
 
 
 async def _at_end(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> bool:
@@ -205,19 +321,34 @@ def decode(record: Any) -> StoredLetter | None:
     except ValidationError:
         return None
     key = (record.key or b"").decode("utf-8", "backslashreplace")
-    return StoredLetter(record.topic, record.partition, record.offset, letter, key)
+    return StoredLetter(record.topic, record.partition, record.offset, letter, key, record.timestamp)
 
 
 async def list_letters(settings: Settings, chosen: LetterFilter) -> list[StoredLetter]:
     """The dead letters that pass ``chosen``, oldest offset first per partition."""
-    letters = (decode(r) for r in await read_records(settings, settings.dead_letter_topic))
+    since_ms = _ms(chosen.since.timestamp() - CLOCK_SKEW_SECONDS) if chosen.since else None
+    letters = (decode(r) for r in await read_records(settings, settings.dead_letter_topic, since_ms=since_ms))
     return [s for s in letters if s is not None and chosen.matches(s)]
 
 
-async def replayed_refs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The letters replayed before: their ref -> the marker's content."""
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def markers_since(letters: list[StoredLetter]) -> int | None:
+    """Where the markers of ``letters`` start: each marker is stamped no earlier than its letter
+    (see _send), so at the oldest letter's stamp, less the skew of markers written before that
+    rule; None (all of them) when a letter's stamp is unknown."""
+    stamps = [s.timestamp for s in letters]
+    if not stamps or min(stamps) < 0:
+        return None
+    return min(stamps) - _ms(CLOCK_SKEW_SECONDS)
+
+
+async def replayed_refs(settings: Settings, since_ms: int | None = None) -> dict[str, dict[str, Any]]:
+    """The letters replayed before (their markers stamped from ``since_ms`` on): ref -> the marker's content."""
     found: dict[str, dict[str, Any]] = {}
-    for record in await read_records(settings, marker_topic(settings)):
+    for record in await read_records(settings, marker_topic(settings), since_ms=since_ms):
         if record.key is None or record.value is None:
             continue
         try:
@@ -290,7 +421,7 @@ async def replay(
 ) -> Outcome:
     """Route the chosen dead letters again, each once; see the module's docstring."""
     letters = await list_letters(settings, chosen)
-    done = await replayed_refs(settings)
+    done = await replayed_refs(settings, markers_since(letters)) if letters else {}
     outcome = Outcome()
     replayable: list[tuple[StoredLetter, FrameEvent]] = []
     for stored in letters:
@@ -356,7 +487,13 @@ async def _send(settings: Settings, replayable: list[tuple[StoredLetter, FrameEv
                 "captured_partition": meta.partition,
                 "captured_offset": meta.offset,
             }
-            marks.append(await producer.send(markers, key=stored.ref.encode(), value=json.dumps(marker).encode()))
+            # Never stamped before its letter, whatever the clocks: markers_since relies on it.
+            stamp = max(_ms(time.time()), stored.timestamp)
+            marks.append(
+                await producer.send(
+                    markers, key=stored.ref.encode(), value=json.dumps(marker).encode(), timestamp_ms=stamp
+                )
+            )
             outcome.replayed.append(_summary(stored, partition=meta.partition, offset=meta.offset))
         await asyncio.gather(*marks)
     finally:

@@ -35,7 +35,7 @@ from app.readiness import register_health_views
 from app.transport import app_with_fetch_wait, faust_credentials
 from app.web import register_web
 from core.context import Orchestrator, Tables
-from core.metrics import export_build_info
+from core.metrics import export_build_info, register_v1_aliases
 from core.settings import Settings, load_settings
 from core.topics import define_topics
 from frame_buffer_sdk.errors import or_exit
@@ -173,6 +173,8 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
     _register_dashboard(app)
     register_camera_grid(app, settings)
     export_build_info("worker")
+    if settings.metrics_v1_aliases:
+        register_v1_aliases()
     if prometheus:
         from faust.sensors.prometheus import setup_prometheus_sensors
 

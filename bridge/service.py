@@ -374,14 +374,13 @@ class Bridge:
                     mirrored += len(flight.stream_ids)
                     _set_delivered(flight.spans, result)
                 else:
-                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE).inc(len(flight.stream_ids))
+                    metrics.DEAD_LETTERED.labels(flight.reason, SERVICE, "").inc(len(flight.stream_ids))
             for span in flight.spans:
                 span.end()
         dead = len(delivered) - mirrored
         self.mirrored_total += mirrored
         self.dead_lettered_total += dead
-        metrics.BRIDGE_FRAMES.labels("mirrored").inc(mirrored)
-        metrics.BRIDGE_FRAMES.labels("dead_lettered").inc(dead)
+        metrics.BRIDGE_MIRRORED.inc(mirrored)
         await self.source.ack(delivered)
         self._reads.forget(delivered)
         metrics.BRIDGE_BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -556,6 +555,8 @@ def run_bridge(settings: Settings) -> None:
     )
     if settings.bridge_metrics_port:
         metrics.export_build_info("bridge")
+        if settings.metrics_v1_aliases:
+            metrics.register_v1_aliases()
         start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
     freeze_long_lived("bridge start")
     try:

@@ -62,3 +62,12 @@ def write_demo_video(path: Path, seconds: float = 8.0, fps: int = 10) -> Path:
         container.mux(stream.encode(None))
     partial.replace(path)  # a dev run stopped mid-write never leaves a broken clip behind
     return path
+
+
+if __name__ == "__main__":
+    # `python -m capture.demo PATH`: docker-compose's demo-video service writes the clip this way.
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m capture.demo PATH.mp4")
+    print(write_demo_video(Path(sys.argv[1])))

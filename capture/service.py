@@ -31,7 +31,13 @@ from redis.exceptions import RedisError
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
-from core.metrics import CAPTURE_FPS, CAPTURE_FRAMES_DROPPED, CAPTURE_FRAMES_PUBLISHED, export_build_info
+from core.metrics import (
+    CAPTURE_FPS,
+    CAPTURE_FRAMES_DROPPED,
+    CAPTURE_FRAMES_PUBLISHED,
+    export_build_info,
+    register_v1_aliases,
+)
 from core.settings import Settings
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
@@ -270,6 +276,8 @@ def run_video_capture(
     )
     if settings.capture_metrics_port:
         export_build_info("capture")
+        if settings.metrics_v1_aliases:
+            register_v1_aliases()
         start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
     return asyncio.run(_until_signalled(capture, duration, settings.shutdown_grace_seconds))
 

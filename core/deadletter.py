@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from core.context import Orchestrator
-from core.metrics import DEAD_LETTERED, FRAMES_DROPPED
+from core.metrics import DEAD_LETTERED, FRAME_REASONS, SHED_REASONS
 from frame_buffer_sdk.models import DeadLetter, FrameEvent
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,19 @@ def frame_letter(
 
 def count_letter(orch: Orchestrator, reason: str, shed: bool = False) -> None:
     """``shed`` frames are accounted as shed by the caller, not as dead-lettered, so that
-    captured = processed + shed + dead-lettered holds exactly."""
-    if not shed:
+    captured = processed + shed + dead-lettered holds exactly. Prometheus counts every frame
+    letter once, shed or not, in frame_buffer_dead_lettered_total."""
+    if shed:
+        SHED_REASONS.add(reason)
+    else:
         orch.counters.dead_lettered[reason] += 1
-    DEAD_LETTERED.labels(reason, "worker").inc()
-    FRAMES_DROPPED.labels(reason).inc()
+    FRAME_REASONS.add(reason)
+    DEAD_LETTERED.labels(reason, "worker", "").inc()
 
 
 async def dead_letter_event(orch: Orchestrator, reason: str, detail: str, key: str, raw: bytes) -> None:
     """A control/internal event that is not a frame: dead-lettered, but not a frame count."""
     record = DeadLetter(reason=reason, detail=detail, raw={"key": key, "value": raw.decode("utf-8", "replace")})
     await orch.topics.dead_letter.send(key=key.encode(), value=record.model_dump_json().encode())
-    DEAD_LETTERED.labels(reason, "worker").inc()
+    DEAD_LETTERED.labels(reason, "worker", "").inc()
     log.warning("dead-lettered event %s: %s", reason, detail)

@@ -136,6 +136,9 @@ class Settings(ProcessorSettings):
     capture_metrics_port: int = Field(
         9109, ge=0, le=65535, description="Port of /metrics of `capture --source` (0 disables)"
     )
+    relay_metrics_port: int = Field(
+        9110, ge=0, le=65535, description="Port of /metrics of `frame-orchestrator relay` (0 disables)"
+    )
 
     # --- API access ---------------------------------------------------------------------------
     api_token: SecretStr | None = Field(

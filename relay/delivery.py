@@ -13,6 +13,7 @@ backpressure and failover see it, instead of as a stream growing unseen in Redis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -25,6 +26,15 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from core.metrics import (
+    DEAD_LETTERED,
+    RELAY_COMMIT_LAG,
+    RELAY_FRAMES,
+    RELAY_GAUGES,
+    RELAY_STREAM_PENDING,
+    RELAY_STREAM_UNREAD,
+    RELAY_XADD_ERRORS,
+)
 from core.settings import Settings
 from frame_buffer_sdk.models import DeadLetter, RoutedFrame
 from relay.fields import DETEKTR_GROUP, stream_fields
@@ -36,6 +46,7 @@ POLL_MS = 250
 MAX_BATCH = 100
 RETRY_SECONDS = 1.0
 INVALID_REASON = "relay_invalid_record"
+SERVICE = "relay"  # the service label of its dead letters
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -76,7 +87,10 @@ class Delivery:
                 continue
             lag = info.get("lag")
             unread = int(lag) if lag is not None else int(await self.redis.xlen(self.queue.stream))
-            return unread + int(info.get("pending") or 0)
+            pending = int(info.get("pending") or 0)
+            RELAY_STREAM_UNREAD.labels(self.queue.processor_id).set(unread)
+            RELAY_STREAM_PENDING.labels(self.queue.processor_id).set(pending)
+            return unread + pending
         return 0
 
     async def run(self) -> None:
@@ -101,8 +115,27 @@ class Delivery:
         try:
             while not self.stop.is_set():
                 await self._step(consumer)
+                await self._sample_commit_lag(consumer)
         finally:
             await consumer.stop()
+            # Another relay (or this one, restarted) reports this processor from now on.
+            for gauge in RELAY_GAUGES:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(pid)
+
+    async def _sample_commit_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Highwater of the last fetch less the position, over the partitions held: each step
+        commits what it delivered or seeks back to it, so the position is the committed offset.
+        (The fetch highwater, as Tansu's ListOffsets end is too small.)"""
+        lag, known = 0, False
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            lag += max(0, highwater - await consumer.position(tp))
+            known = True
+        if known:
+            RELAY_COMMIT_LAG.labels(self.queue.processor_id).set(lag)
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         try:
@@ -124,6 +157,8 @@ class Delivery:
             try:
                 await self._deliver(records)
             except (RedisError, KafkaError, OSError) as exc:
+                if isinstance(exc, RedisError):
+                    RELAY_XADD_ERRORS.labels(self.queue.processor_id).inc()
                 log.warning("relay %s: %r; %d records delivered again", self.queue.processor_id, exc, len(records))
                 consumer.seek(tp, records[0].offset)
                 await asyncio.sleep(RETRY_SECONDS)
@@ -150,6 +185,9 @@ class Delivery:
             await asyncio.gather(*letters)
         self.delivered += len(replies)
         self.dead_lettered += len(letters)
+        RELAY_FRAMES.labels(self.queue.processor_id).inc(len(replies))
+        if letters:
+            DEAD_LETTERED.labels(INVALID_REASON, SERVICE, self.queue.processor_id).inc(len(letters))
 
     async def _dead_letter(self, record: Record, exc: ValidationError) -> Any:
         letter = DeadLetter(

@@ -15,7 +15,9 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import start_http_server
 
+from core.metrics import export_build_info, register_v1_aliases
 from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
@@ -145,6 +147,7 @@ class Relay:
 def run_relay(settings: Settings) -> None:
     """The relay process: serve until SIGTERM/SIGINT, finish the batches in flight, exit."""
     setup_logging(settings.log_level)
+    serve_metrics(settings)
     asyncio.run(_serve_until_signalled(settings))
 
 
@@ -155,3 +158,14 @@ async def _serve_until_signalled(settings: Settings) -> None:
             await relay.serve()
     finally:
         await relay.close()
+
+
+def serve_metrics(settings: Settings) -> None:
+    """/metrics of the relay on RELAY_METRICS_PORT (0: none), as the bridge serves its own."""
+    if not settings.relay_metrics_port:
+        return
+    export_build_info("relay")
+    if settings.metrics_v1_aliases:
+        register_v1_aliases()
+    start_http_server(settings.relay_metrics_port, addr=settings.metrics_host)
+    log.info("relay: serving /metrics on %s:%d", settings.metrics_host, settings.relay_metrics_port)

@@ -37,7 +37,7 @@ from prometheus_client import start_http_server
 from frame_buffer_sdk.api import OrchestratorAPI
 from frame_buffer_sdk.handlers import AnyProcessFn, BatchProcessFn, Handler, Hook, call_hook, check_options
 from frame_buffer_sdk.heap import freeze_long_lived
-from frame_buffer_sdk.metrics import set_build_info
+from frame_buffer_sdk.metrics import register_v1_aliases, set_build_info
 from frame_buffer_sdk.models import ProcessorSpec, ProcessorStatus
 from frame_buffer_sdk.pipeline import FramePipeline, PipelineConfig, PipelineStats
 from frame_buffer_sdk.settings import ProcessorSettings
@@ -297,6 +297,8 @@ class ProcessorClient:
         if not port:
             return
         set_build_info("processor")
+        if self.settings.metrics_v1_aliases:
+            register_v1_aliases()
         try:
             start_http_server(port, addr=self.settings.metrics_host)
         except OSError as exc:

@@ -2,6 +2,9 @@
 
 A processor's /metrics shows these and nothing of the router or the bridge. The
 orchestrator counts its own dead letters in the same DEAD_LETTERED (label ``service``).
+Each event has one counter: a frame a processor dead-letters is counted in DEAD_LETTERED
+only (with its ``processor_id``), not also as an outcome of FRAMES_PROCESSED_OK. The names
+these replaced stay as aliases (``V1_ALIASES``, frame_buffer_sdk.metric_aliases).
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from frame_buffer_sdk.metric_aliases import Alias, AliasCollector, register, summed, values
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 DEAD_LETTERED = Counter(
     "frame_buffer_dead_lettered_total",
-    "Records written to the dead-letter topic, by reason and service",
-    ["reason", "service"],
+    "Records written to the dead-letter topic, by reason, service and (a processor's) processor_id",
+    ["reason", "service", "processor_id"],
 )
 PROCESSING_SECONDS = Histogram(
     "frame_buffer_processing_seconds",
@@ -30,8 +35,10 @@ END_TO_END_SECONDS = Histogram(
     ["processor_id"],
     buckets=LATENCY_BUCKETS,
 )
-FRAMES_PROCESSED = Counter(
-    "frame_buffer_frames_processed_total", "Frames a processor finished", ["processor_id", "outcome"]
+FRAMES_PROCESSED_OK = Counter(
+    "frame_buffer_frames_processed_ok_total",
+    "Frames a processor finished and published a result for (its dead letters: frame_buffer_dead_lettered_total)",
+    ["processor_id"],
 )
 
 BUILD_INFO = Gauge(
@@ -61,3 +68,31 @@ def set_build_info(service: str, *, version: str | None = None, faust: str = "")
         python=platform.python_version(),
         faust=faust,
     ).set(1)
+
+
+def _processed_by_outcome() -> list[tuple[dict[str, str], float]]:
+    ok = [({**labels, "outcome": "ok"}, value) for labels, value in values(FRAMES_PROCESSED_OK)]
+    lettered = [
+        ({"processor_id": labels["processor_id"], "outcome": labels["reason"]}, value)
+        for labels, value in values(DEAD_LETTERED)
+        if labels["service"] == "processor"
+    ]
+    return ok + summed(lettered, ("processor_id", "outcome"))
+
+
+# The processor's deprecated names; the orchestrator's are in core.metrics.
+V1_ALIASES = (
+    Alias(
+        "frame_buffer_frames_processed",
+        "counter",
+        ("processor_id", "outcome"),
+        '`frame_buffer_frames_processed_ok_total` (outcome "ok") and '
+        '`frame_buffer_dead_lettered_total{service="processor"}` (outcome: its reason)',
+        _processed_by_outcome,
+    ),
+)
+
+
+def register_v1_aliases(registry: CollectorRegistry = REGISTRY) -> AliasCollector:
+    """Expose the processor's deprecated names (METRICS_V1_ALIASES)."""
+    return register(V1_ALIASES, registry)

@@ -30,7 +30,7 @@ from frame_buffer_sdk.done import DoneMarkers
 from frame_buffer_sdk.frame import Frame, RejectFrame
 from frame_buffer_sdk.handlers import AnyProcessFn, Handler, Invoker, ProcessingTimeout, as_handler, check_options
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
-from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED, PROCESSING_SECONDS
+from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED_OK, PROCESSING_SECONDS
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from frame_buffer_sdk.pixels import PixelStore, missing_pixels
 from frame_buffer_sdk.settings import ProcessorSettings
@@ -148,7 +148,7 @@ class FramePipeline:
         pid = config.processor_id
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
         self._end_to_end_seconds = END_TO_END_SECONDS.labels(pid)
-        self._processed_ok = FRAMES_PROCESSED.labels(pid, "ok")
+        self._processed_ok = FRAMES_PROCESSED_OK.labels(pid)
 
     async def start(self) -> None:
         """Make sure the topics exist (a metadata request would create them with the broker's
@@ -405,8 +405,7 @@ class FramePipeline:
         detail = f"the result is {len(item.value)} bytes, more than the producer accepts ({error})"
         record = self._letter(RESULT_TOO_LARGE, detail, routed, {"result_bytes": len(item.value)})
         log.warning("dead-lettered %s (%s): %s", routed.frame_id, RESULT_TOO_LARGE, detail)
-        DEAD_LETTERED.labels(RESULT_TOO_LARGE, SERVICE).inc()
-        FRAMES_PROCESSED.labels(self.config.processor_id, RESULT_TOO_LARGE).inc()
+        DEAD_LETTERED.labels(RESULT_TOO_LARGE, SERVICE, self.config.processor_id).inc()
         self.stats.processed -= 1
         self.stats.dead_lettered[RESULT_TOO_LARGE] += 1
         ack: asyncio.Future[Any] = await producer.send(
@@ -630,8 +629,7 @@ class FramePipeline:
         record = self._letter(reason, detail, routed, raw)
         key = (routed.frame_id if routed else (raw or {}).get("key") or "").encode()
         log.warning("dead-lettered %s (%s): %s", record.frame_id or "<unparsed>", reason, detail)
-        DEAD_LETTERED.labels(reason, SERVICE).inc()
-        FRAMES_PROCESSED.labels(self.config.processor_id, reason).inc()
+        DEAD_LETTERED.labels(reason, SERVICE, self.config.processor_id).inc()
         self.stats.dead_lettered[reason] += 1
         return self._defer(
             self.settings.dead_letter_topic, key, record.model_dump_json().encode(), headers_for(ctx), routed

@@ -94,6 +94,10 @@ class ProcessorSettings(BaseSettings):
     processor_metrics_port: int = Field(
         9200, ge=0, le=65535, description="Port of an SDK processor's /metrics (0 disables)"
     )
+    metrics_v1_aliases: bool = Field(
+        True,
+        description="Expose the deprecated metric names beside their replacements (README: Deprecated metric names)",
+    )
     processor_frame_key_prefix: str | None = Field(
         None,
         min_length=1,
@@ -109,7 +113,8 @@ class ProcessorSettings(BaseSettings):
         300, ge=1, description="TTL of the pixel bytes the capture (synthetic or cameras) stores"
     )
     metrics_host: str = Field(
-        "0.0.0.0", description="Interface the bridge's, SDK processors' and `capture --source`'s /metrics bind to"
+        "0.0.0.0",
+        description="Interface the bridge's, SDK processors', `capture --source`'s and the relay's /metrics bind to",
     )
     shutdown_grace_seconds: float = Field(
         8.0,

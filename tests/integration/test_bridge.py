@@ -197,7 +197,16 @@ async def pending_of(redis: aioredis.Redis, settings: Settings, consumer: str) -
 
 
 def frames_metric(outcome: str) -> float:
-    return REGISTRY.get_sample_value("frame_buffer_bridge_frames_total", {"outcome": outcome}) or 0.0
+    """The bridge's entries by outcome, as the v1 name frame_buffer_bridge_frames_total split them."""
+    if outcome == "mirrored":
+        return REGISTRY.get_sample_value("frame_buffer_bridge_frames_mirrored_total") or 0.0
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "frame_buffer_dead_lettered"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["service"] == "bridge"
+    )
 
 
 def frame_ids(records: list[FrameRecord]) -> Counter[str]:
@@ -454,8 +463,11 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     finally:
         reap(proc)
     assert rc == 0, (tmp_path / "bridge.log").read_text()[-3000:]
+    assert "frame_buffer_bridge_frames_mirrored_total" in metrics_text
+    assert "frame_buffer_stream_backlog_entries" in metrics_text
+    # METRICS_V1_ALIASES is on by default: the v1 names are served too.
     assert 'frame_buffer_bridge_frames_total{outcome="mirrored"}' in metrics_text
-    assert "frame_buffer_stream_backlog" in metrics_text
+    assert "frame_buffer_stream_backlog " in metrics_text
     state = await group_state(redis, settings)
     assert state is not None
     lag, pending = state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.dead_letters import REPLAY_HEADER, marker_topic, read_records
+from app.dead_letters import read_topic as read_topic_from
 from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.models import DeadLetter
 from tests.integration.cluster import (
     Cluster,
     http_json,
@@ -115,3 +118,53 @@ async def test_list_filters_and_replay_routes_each_letter_once(worker: tuple[Clu
 async def _stats(url: str) -> Any:
     status, body = await http_json("GET", f"{url}/api/v1/frames/stats")
     return body if status == 200 and body.get("rerouted", 0) >= 4 else None
+
+
+async def test_since_starts_the_read_at_that_time_and_replays_only_letters_from_then(
+    make_settings: Any, unique: str
+) -> None:
+    """Letters stamped two days ago, then two recent ones, in one partition. With --since the
+    read starts at the broker's time-index answer (the old ones are not read at all), or, on a
+    broker without one (Tansu), at the start; either way only the recent letters are listed and
+    replayed, and their markers are found again without reading what came before."""
+    settings = make_settings()
+    topic = settings.dead_letter_topic
+    await ensure_topics(settings.bootstrap_servers, [(topic, 1)])
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    old = [small_frame(f"old-{n}-{unique}", "cam-a", n, f"frame:old-{n}-{unique}", ["ocr"]) for n in range(3)]
+    new = [small_frame(f"new-{n}-{unique}", "cam-a", n, f"frame:new-{n}-{unique}", ["ocr"]) for n in range(2)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for frame, at in [*((f, two_days_ago) for f in old), *((f, None) for f in new)]:
+            letter = DeadLetter(
+                reason="no_capable_processor",
+                detail="none registered",
+                frame_id=frame.frame_id,
+                camera_id=frame.camera_id,
+                capability="ocr",
+                raw=frame.model_dump(mode="json"),
+                **({"at": at} if at else {}),
+            )
+            stamp = int(at.timestamp() * 1000) if at else None
+            await producer.send_and_wait(
+                topic, letter.model_dump_json().encode(), key=frame.frame_id.encode(), timestamp_ms=stamp
+            )
+    finally:
+        await producer.stop()
+
+    read = await read_topic_from(
+        settings, topic, since_ms=int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
+    )
+    offsets = [r.offset for r in read.records]
+    assert offsets == ([3, 4] if read.from_time_index else [0, 1, 2, 3, 4]), read
+
+    listed = (await cli(settings, "dead-letters", "list", "--json", "--since", "1h")).json()
+    assert _ids(listed) == _ids([f.model_dump() for f in new])
+    first = (await cli(settings, "dead-letters", "replay", "--since", "1h", "--no-pixel-check", "--json")).json()
+    assert _ids(first["replayed"]) == _ids([f.model_dump() for f in new])
+    letters = {f"{topic}:0:{r.offset}": r.timestamp for r in read.records}
+    markers = await read_records(settings, marker_topic(settings))
+    assert len(markers) == 2 and all(m.timestamp >= letters[m.key.decode()] for m in markers)
+    again = await cli(settings, "dead-letters", "replay", "--since", "1h", "--no-pixel-check")
+    assert again.code == 0 and "replayed 0 dead letter(s)" in again.out and "skipped 2 already replayed" in again.out

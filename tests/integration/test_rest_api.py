@@ -172,6 +172,10 @@ async def test_camera_view_stats_metrics_and_health(worker_url: tuple[Cluster, s
         async with session.get(f"{url}/health") as resp:
             health = await resp.json()
     assert 'frame_buffer_frames_routed_total{capability="tracking",processor_id="tracker"} 5.0' in text
+    assert (
+        'frame_buffer_dead_lettered_total{processor_id="",reason="no_capable_processor",service="worker"} 1.0' in text
+    )
+    # The v1 name, an alias (METRICS_V1_ALIASES), reads the same count.
     assert 'frame_buffer_frames_dropped_total{reason="no_capable_processor"} 1.0' in text
     assert health["ready"] is True and health["redis"] is True and health["partitions_assigned"] > 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from core.counters import MAX_CAMERAS, OTHER_CAMERAS, BoundedCounter, FrameCounters, sum_snapshots
-from core.metrics import FRAMES_SHED
+from core.metrics import FRAMES_ROUTED
 
 
 def test_shed_counts_keep_max_cameras_keys_and_lose_no_count() -> None:
@@ -48,5 +48,5 @@ def test_no_metric_is_labelled_by_camera() -> None:
 
     modules = (core.metrics, frame_buffer_sdk.metrics)
     metrics = [m for mod in modules for m in vars(mod).values() if isinstance(m, MetricWrapperBase)]
-    assert FRAMES_SHED in metrics
+    assert FRAMES_ROUTED in metrics
     assert [m._name for m in metrics if "camera_id" in m._labelnames] == []

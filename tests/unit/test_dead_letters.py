@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import UnsupportedVersionError
+from aiokafka.structs import OffsetAndTimestamp
 
 from app.dead_letters import (
+    CLOCK_SKEW_SECONDS,
     REPLAY_SOURCE,
     DeadLetterError,
     LetterFilter,
     StoredLetter,
+    _started_at_time,
     letters_table,
+    markers_since,
     parse_time,
     replay_frame,
+    seek_since,
+    time_index_starts,
 )
 from core.deadletter import frame_letter
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, RoutedFrame
@@ -126,3 +135,90 @@ def test_table_lists_the_letters() -> None:
     letter = DeadLetter(reason="no_processor", detail="nobody", camera_id="cam-1", frame_id="f-1", at=NOW)
     text = letters_table([_stored(letter)])
     assert "1 dead letter(s)" in text and "1:7" in text and "no_processor" in text and "2025-01-02 12:00:00" in text
+
+
+# --- where a --since read starts ----------------------------------------------------------------
+
+TP0, TP1 = TopicPartition("dl", 0), TopicPartition("dl", 1)
+SINCE_MS = 1_700_000_000_000
+
+
+def test_time_index_answers_give_each_partitions_start() -> None:
+    answers = {TP0: OffsetAndTimestamp(42, SINCE_MS + 5), TP1: None}
+    # TP1 has no record at or after the time (Kafka's answer): its read starts at its end.
+    assert time_index_starts(SINCE_MS, answers) == {TP0: 42, TP1: None}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [OffsetAndTimestamp(0, SINCE_MS - 86_400_000), OffsetAndTimestamp(0, -1)],
+    ids=["stamped-before", "unstamped"],
+)
+def test_an_answer_that_ignores_the_time_means_no_time_index(answer: OffsetAndTimestamp) -> None:
+    # Tansu answers the first offset (stamped with its own, older time, or -1 on an empty partition).
+    assert time_index_starts(SINCE_MS, {TP0: OffsetAndTimestamp(3, SINCE_MS), TP1: answer}) is None
+
+
+class _Consumer:
+    """What seek_since calls of an AIOKafkaConsumer, recorded (the broker's answers given)."""
+
+    def __init__(self, answers: dict[TopicPartition, OffsetAndTimestamp | None] | Exception) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, object]] = []
+
+    async def offsets_for_times(self, query: dict[TopicPartition, int]) -> object:
+        self.calls.append(("offsets_for_times", dict(query)))
+        if isinstance(self.answers, Exception):
+            raise self.answers
+        return self.answers
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.calls.append(("beginning", set(tps)))
+
+    async def seek_to_end(self, *tps: TopicPartition) -> None:
+        self.calls.append(("end", set(tps)))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.calls.append(("seek", (tp, offset)))
+
+
+async def test_seek_since_starts_where_the_time_index_says() -> None:
+    consumer = _Consumer({TP0: OffsetAndTimestamp(42, SINCE_MS + 5), TP1: None})
+    assert await seek_since(consumer, [TP0, TP1], SINCE_MS) == {TP0: 42, TP1: None}  # type: ignore[arg-type]
+    assert consumer.calls == [
+        ("offsets_for_times", {TP0: SINCE_MS, TP1: SINCE_MS}),
+        ("end", {TP1}),
+        ("seek", (TP0, 42)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [{TP0: OffsetAndTimestamp(0, SINCE_MS - 1), TP1: OffsetAndTimestamp(0, -1)}, UnsupportedVersionError()],
+    ids=["ignored", "unsupported"],
+)
+async def test_seek_since_falls_back_to_the_start(
+    answers: dict[TopicPartition, OffsetAndTimestamp | None] | Exception,
+) -> None:
+    consumer = _Consumer(answers)
+    assert await seek_since(consumer, [TP0, TP1], SINCE_MS) is None  # type: ignore[arg-type]
+    assert consumer.calls[-1] == ("beginning", {TP0, TP1})
+
+
+def test_markers_are_read_from_the_oldest_chosen_letters_stamp() -> None:
+    letter = DeadLetter(reason="shed", detail="x")
+    letters = [StoredLetter("dl", 0, n, letter, timestamp=SINCE_MS + n) for n in (5, 2, 9)]
+    assert markers_since(letters) == SINCE_MS + 2 - int(CLOCK_SKEW_SECONDS * 1000)
+    assert markers_since([*letters, StoredLetter("dl", 0, 1, letter)]) is None  # a stamp unknown: all markers
+    assert markers_since([]) is None
+
+
+def test_a_start_is_from_the_time_index_only_when_its_record_is_stamped_from_then() -> None:
+    def record(offset: int, stamp: int) -> SimpleNamespace:
+        return SimpleNamespace(topic="dl", partition=0, offset=offset, timestamp=stamp)
+
+    starts: dict[TopicPartition, int | None] = {TP0: 3, TP1: None}
+    assert _started_at_time([record(3, SINCE_MS), record(4, SINCE_MS - 5)], starts, SINCE_MS)
+    # Tansu: offset 0 answered with a recent stamp, but the record there is two days old.
+    assert not _started_at_time([record(0, SINCE_MS - 172_800_000)], {TP0: 0}, SINCE_MS)
+    assert _started_at_time([], starts, SINCE_MS)

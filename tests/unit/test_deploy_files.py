@@ -45,6 +45,7 @@ from tests.unit.test_monitoring_files import (
     compose,
     declared,
     image_entrypoint,
+    metrics_port_var,
 )
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -250,12 +251,12 @@ def test_alerts_cover_what_operators_page_on() -> None:
         "frame_buffer_backpressure_level",
         "frame_buffer_processor_healthy",
         "frame_buffer_dead_lettered_total",
-        "frame_buffer_stream_backlog",
+        "frame_buffer_stream_backlog_entries",
     ):
         assert _alerts_on(metric), f"no alert on {metric}"
     stale = [r for r in alert_rules() if "Stale" in r["alert"] or "NoLagSample" in r["alert"]]
     assert stale, "an alert on stale lag samples"
-    lag_metrics = {"frame_buffer_queue_depth", "frame_buffer_router_lag"}
+    lag_metrics = {"frame_buffer_queue_depth_frames", "frame_buffer_router_lag_frames"}
     assert all(set(_METRIC_RE.findall(r["expr"])) & lag_metrics for r in stale)
     assert any("changes(" in r["expr"] or "absent(" in r["expr"] for r in stale)
 
@@ -785,3 +786,58 @@ def test_keda_scales_the_processor_on_its_own_consumer_group_lag() -> None:
     assert int(meta["lagThreshold"]) > 0
     spec = scaled["spec"]
     assert 1 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"] <= settings.processor_partitions
+
+
+# --- the relay and real-camera captures in compose ----------------------------------------------
+
+_DEFAULT_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*):-([^}]*)\}")
+
+
+def interpolated(text: str) -> str:
+    """A compose value with each ``${VAR:-default}`` at its default (no VAR set)."""
+    return _DEFAULT_RE.sub(lambda m: m.group(2), text)
+
+
+def _raw_sources(svc: dict[str, Any]) -> list[str]:
+    argv = _argv(svc)
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--source"]
+
+
+def test_interpolated_takes_the_defaults() -> None:
+    assert interpolated("${A:-cam}=${B:-rtsp://h:554/s}") == "cam=rtsp://h:554/s"
+
+
+def test_compose_runs_the_relay_and_serves_its_metrics() -> None:
+    (relay,) = [svc for svc in app_services().values() if _argv(svc)[1] == "relay"]
+    assert "profiles" not in relay, "idle until a detektr processor registers: it can always run"
+    assert effective(_env(relay), "RELAY_METRICS_PORT") != "0"
+    assert metrics_port_var(_argv(relay)) == "RELAY_METRICS_PORT"  # so the scrape test covers it
+
+
+def test_compose_captures_a_sample_video_and_a_camera_url_from_the_environment() -> None:
+    services = compose()["services"]
+    captures = {name: svc for name, svc in app_services().items() if _raw_sources(svc)}
+    files = {n: s for n, s in captures.items() if all("://" not in src for src in _raw_sources(s))}
+    cameras = {n: s for n, s in captures.items() if n not in files}
+    assert files and cameras, "a capture of a sample video and one of a camera URL"
+    for name, svc in files.items():
+        assert "profiles" not in svc, f"{name} needs no camera: it runs by default"
+        assert "--loop" in _argv(svc)
+        (source,) = _raw_sources(svc)
+        camera_id, _, path = source.partition("=")
+        assert camera_id and path.endswith(".mp4")
+        folder = str(Path(path).parent)
+        # The clip is written into a named volume by a one-shot service that capture waits for.
+        volume = _named_volume(svc, folder)
+        assert volume in (compose().get("volumes") or {}), f"{name} reads {path} from no named volume"
+        writers = [d for d, c in svc["depends_on"].items() if c.get("condition") == "service_completed_successfully"]
+        assert len(writers) == 1, f"{name} waits for no one-shot writer of {path}"
+        writer = services[writers[0]]
+        assert _named_volume(writer, folder) == volume
+        assert writer["entrypoint"] == ["python", "-m", "capture.demo", path]
+        assert writer.get("restart") == "no" and writer["image"] == app_image()
+    for name, svc in cameras.items():
+        assert svc.get("profiles"), f"{name} needs a real camera: it must not start by default"
+        for raw in _raw_sources(svc):
+            assert "${RTSP_URL" in raw, f"{name}: the camera URL comes from RTSP_URL"
+            assert interpolated(raw).partition("=")[2].startswith(("rtsp://", "rtsps://"))

@@ -51,17 +51,20 @@ async def test_the_leader_sets_the_gauges_and_removes_them_when_leadership_moves
     await leader.tick()
     watch = leader.watch
     assert isinstance(watch, FakeWatch) and watch.ticks == 1
-    assert REGISTRY.get_sample_value("frame_buffer_queue_depth", {"processor_id": "p1"}) == 5
-    assert REGISTRY.get_sample_value("frame_buffer_router_lag", {"partition": "0"}) == 7
+    assert REGISTRY.get_sample_value("frame_buffer_queue_depth_frames", {"processor_id": "p1"}) == 5
+    assert REGISTRY.get_sample_value("frame_buffer_router_lag_frames", {"partition": "0"}) == 7
     app.is_leader.return_value = False
     await leader.tick()
     assert leader.watch is None and watch.closed and watch.ticks == 1
     assert _series() == dict.fromkeys(_series(), 0)
-    assert REGISTRY.get_sample_value("frame_buffer_queue_depth", {"processor_id": "p1"}) is None
+    assert REGISTRY.get_sample_value("frame_buffer_queue_depth_frames", {"processor_id": "p1"}) is None
     # Leader again: a fresh watch, the series come back.
     app.is_leader.return_value = True
     await leader.tick()
-    assert leader.watch is not watch and REGISTRY.get_sample_value("frame_buffer_router_lag", {"partition": "0"}) == 7
+    assert (
+        leader.watch is not watch
+        and REGISTRY.get_sample_value("frame_buffer_router_lag_frames", {"partition": "0"}) == 7
+    )
 
 
 async def test_a_rebalance_that_moves_leadership_away_clears_at_once() -> None:
@@ -87,5 +90,5 @@ async def test_a_worker_that_never_led_leaves_others_series_alone() -> None:
     await leader.tick()
     await leader.step_down()
     assert leader.watch is None
-    assert REGISTRY.get_sample_value("frame_buffer_router_lag", {"partition": "3"}) == 1
+    assert REGISTRY.get_sample_value("frame_buffer_router_lag_frames", {"partition": "3"}) == 1
     clear_leader_gauges()

@@ -40,7 +40,20 @@ _METRIC_RE = re.compile(r"\bframe_buffer_[a-z0-9_]+")
 _BY_RE = re.compile(r"\bby\s*\(([^)]*)\)")
 _LEGEND_RE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 # Which subcommand serves /metrics on which Settings port variable.
-_METRICS_PORT_VAR = {"worker": "WEB_PORT", "bridge": "BRIDGE_METRICS_PORT", "processor": "PROCESSOR_METRICS_PORT"}
+_METRICS_PORT_VAR = {
+    "worker": "WEB_PORT",
+    "bridge": "BRIDGE_METRICS_PORT",
+    "processor": "PROCESSOR_METRICS_PORT",
+    "relay": "RELAY_METRICS_PORT",
+}
+
+
+def metrics_port_var(argv: list[str]) -> str | None:
+    """The Settings port variable of what ``argv`` (frame-orchestrator ...) serves /metrics on;
+    the synthetic capture serves none, a capture of real cameras does."""
+    if argv[1] == "capture":
+        return "CAPTURE_METRICS_PORT" if {"--source", "--sources-file"} & set(argv) else None
+    return _METRICS_PORT_VAR.get(argv[1])
 
 
 @cache
@@ -116,7 +129,7 @@ def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
 def test_metrics_module_declares_what_the_checks_rely_on() -> None:
     names = declared()
     assert "frame_buffer_frames_routed_total" in names and "frame_buffer_routing_latency_seconds_bucket" in names
-    assert "frame_buffer_queue_depth" in names and "frame_buffer_frames_routed" not in names
+    assert "frame_buffer_queue_depth_frames" in names and "frame_buffer_frames_routed" not in names
 
 
 def test_every_queried_metric_and_label_exists() -> None:
@@ -194,7 +207,7 @@ def test_prometheus_scrapes_every_metrics_port_of_the_stack() -> None:
     services = compose()["services"]
     expected = set()
     for name, svc in app_services().items():
-        var = _METRICS_PORT_VAR.get(_argv(svc)[1])
+        var = metrics_port_var(_argv(svc))
         if var:
             port = _env(svc).get(var) or str(Settings.model_fields[var.lower()].default)
             assert port != "0", f"{name} serves no /metrics ({var}=0)"
@@ -209,7 +222,7 @@ def test_prometheus_scrapes_every_metrics_port_of_the_stack() -> None:
 
 def test_compose_runs_real_cli_commands() -> None:
     subcommands = {_argv(svc)[1] for svc in app_services().values()}
-    assert {"worker", "bridge", "capture", "processor"} <= subcommands
+    assert {"worker", "bridge", "capture", "processor", "relay"} <= subcommands
     for name, svc in app_services().items():
         argv = _argv(svc)
         assert isinstance(cli, click.Group)
