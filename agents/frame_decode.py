@@ -60,6 +60,7 @@ class Frame:
     tracestate: str | None
     stream_id: str | None
     body: bytes  # the frame's JSON object without its closing brace
+    frame_key: str | None = None  # where its pixels are: kept alive while the frame is held
 
     def event(self) -> FrameEvent:
         """The pydantic model, for the rare paths (dead letters, held frames) that need one."""
@@ -93,7 +94,16 @@ def decode_frame(value: bytes) -> Frame | Invalid:
     if len(caps) > 1:
         caps = list(dict.fromkeys(caps))  # "a,a" must not fan a frame out twice
     return Frame(
-        s.frame_id, s.camera_id, s.priority, caps, s.metadata, s.traceparent, s.tracestate, s.stream_id, body[:-1]
+        s.frame_id,
+        s.camera_id,
+        s.priority,
+        caps,
+        s.metadata,
+        s.traceparent,
+        s.tracestate,
+        s.stream_id,
+        body[:-1],
+        s.frame_key,
     )
 
 
@@ -118,4 +128,5 @@ def from_event(event: FrameEvent) -> Frame:
         event.tracestate,
         event.stream_id,
         body[:-1],
+        event.frame_key,
     )

@@ -8,6 +8,9 @@ leads to (routed frames, dead letters, held frames) is queued without waiting, a
 captured record is acked only once all of them are acknowledged (agents.record_acks), so a
 commit never passes a frame whose sends could still be lost. A delivery that fails for good
 stops the worker (``on_fatal``): it restarts from the last commit and routes again.
+
+While a frame is held, the pixels of the frames in hand are kept in Redis (agents.held_pixels);
+one whose pixels are gone by the time it could be sent is dead-lettered with the SDK's reason.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from opentelemetry.trace import Link
 
 from agents.dedupe_index import DedupeIndex, batch_partition, dedupe_key
 from agents.frame_decode import Frame, Invalid, decode_frame, from_event
+from agents.held_pixels import HeldPixels
 from agents.progress import ProgressWatch
 from agents.record_acks import PendingRecord, RecordAcks
 from agents.routing import Action, Decision, Router
@@ -35,7 +39,8 @@ from core import envelope
 from core.context import Orchestrator
 from core.deadletter import count_letter, frame_letter
 from core.metrics import FRAMES_DEDUPED, FRAMES_ROUTED, ROUTING_LATENCY
-from frame_buffer_sdk.models import FrameEvent
+from frame_buffer_sdk.models import FrameEvent, utcnow
+from frame_buffer_sdk.pixels import missing_pixels
 from frame_buffer_sdk.telemetry import (
     PROCESS,
     PUBLISH,
@@ -93,6 +98,9 @@ class FrameRouting:
         self._affinities: dict[str, dict[str, str]] = {}
         # How long a captured record has been in hand: a protected frame held for ever shows here.
         self.progress = ProgressWatch()
+        self.pixels = HeldPixels(
+            lambda: orch.redis, settings.frame_ttl_seconds, prefix=settings.processor_frame_key_prefix
+        )
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
@@ -137,22 +145,27 @@ class FrameRouting:
         self._ensure_loaded(partition)  # the waiting topic is co-partitioned with the captured one
         fast = from_event(frame)
         headers = _headers(event) or _frame_headers(fast)
-        while True:
-            if latest[key] != frame.frame_id:
-                await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
-                return
-            decision = self.router.route(
-                [capability], frame.camera_id, frame.priority, self._affinity(frame.camera_id)
-            )[0]
-            if decision.action is Action.SEND:
-                await (await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at()))
-                self._flush(partition)
-                return
-            if decision.action is Action.DEAD_LETTER:
-                detail = f"no healthy processor offers {capability!r}"
-                await (await self._dead_letter(decision.reason, detail, frame, capability))
-                return
-            await asyncio.sleep(HOLD_POLL_SECONDS)
+        with self.pixels.holding([frame.frame_key]):
+            while True:
+                if latest[key] != frame.frame_id:
+                    await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
+                    return
+                decision = self.router.route(
+                    [capability], frame.camera_id, frame.priority, self._affinity(frame.camera_id)
+                )[0]
+                if decision.action is Action.SEND and self.pixels.gone(frame.frame_key):
+                    await (await self._pixels_gone(frame, capability))
+                    return
+                if decision.action is Action.SEND:
+                    await (await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at()))
+                    self._flush(partition)
+                    return
+                if decision.action is Action.DEAD_LETTER:
+                    detail = f"no healthy processor offers {capability!r}"
+                    await (await self._dead_letter(decision.reason, detail, frame, capability))
+                    return
+                await self.pixels.tick(time.monotonic())
+                await asyncio.sleep(HOLD_POLL_SECONDS)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions of the captured topic this worker lost: their next owner rebuilds the index.
@@ -196,7 +209,9 @@ class FrameRouting:
             try:
                 for i, (raw, frame) in enumerate(zip(raws, decoded, strict=True)):
                     origin = f"{partition}:{message.offset}/{i}"
-                    await self._route_frame(frame, raw, event.key, origin, None, pending, event, routed_at)
+                    await self._route_frame(
+                        frame, raw, event.key, origin, None, pending, event, routed_at, in_hand=(decoded, i + 1)
+                    )
             finally:
                 if span is not None:
                     span.end()
@@ -212,7 +227,9 @@ class FrameRouting:
         pending: PendingRecord,
         event: Any,
         routed_at: str,
+        in_hand: tuple[list[Frame | Invalid], int] = ([], 0),
     ) -> None:
+        """``in_hand``: the envelope's frames and where the ones after this frame start."""
         if isinstance(decoded, Invalid):
             self.orch.counters.captured += 1
             await self._invalid(key, value, decoded.where, decoded.message, pending, event)
@@ -248,12 +265,11 @@ class FrameRouting:
             for decision in decisions:
                 if self._is_duplicate(partition, frame, decision.capability, rerouted_from, origin, now):
                     continue
-                while decision.action is Action.HOLD and (decision.protected or rerouted_from):
-                    # Protected frames are never shed, nor are frames moved off a failed
-                    # processor (they have waited already): this agent stops here, so Kafka
-                    # holds the partition's later frames until the capability has room again.
-                    await asyncio.sleep(HOLD_POLL_SECONDS)
-                    decision = self.router.route([decision.capability], frame.camera_id, frame.priority, affinity)[0]
+                if decision.action is Action.HOLD and (decision.protected or rerouted_from):
+                    decision, gone = await self._wait_for_room(frame, decision, affinity, in_hand)
+                    if gone and decision.action is Action.SEND:
+                        self.acks.track(tp, pending, await self._pixels_gone(frame.event(), decision.capability))
+                        continue
                 if decision.action is Action.HOLD:
                     self.acks.track(tp, pending, await self._hold(frame, decision.capability))
                 elif decision.action is Action.DEAD_LETTER:
@@ -289,6 +305,30 @@ class FrameRouting:
             self._affinities[frame.camera_id] = affinity
 
     # --- steps ------------------------------------------------------------------------------
+    async def _wait_for_room(
+        self, frame: Frame, decision: Decision, affinity: dict[str, str], in_hand: tuple[list[Frame | Invalid], int]
+    ) -> tuple[Decision, bool]:
+        """Protected frames are never shed, nor are frames moved off a failed processor (they have
+        waited already): this agent stops here, so Kafka holds the partition's later frames until
+        the capability has room again. Meanwhile the pixels of this frame and of the envelope's
+        frames after it are kept. Returns the decision that ended the wait, and whether this
+        frame's pixels were found gone."""
+        frames, start = in_hand
+        keys = [frame.frame_key, *(f.frame_key for f in frames[start:] if isinstance(f, Frame))]
+        with self.pixels.holding(keys):
+            while decision.action is Action.HOLD:
+                await self.pixels.tick(time.monotonic())
+                await asyncio.sleep(HOLD_POLL_SECONDS)
+                decision = self.router.route([decision.capability], frame.camera_id, frame.priority, affinity)[0]
+            return decision, self.pixels.gone(frame.frame_key)
+
+    async def _pixels_gone(self, frame: FrameEvent, capability: str) -> asyncio.Future[Any]:
+        """A held frame whose pixels left Redis: its dead letter, with the reason a processor would
+        give (``pixels_expired`` once it is older than FRAME_TTL_SECONDS)."""
+        age = (utcnow() - frame.captured_at).total_seconds()
+        reason, detail = missing_pixels(frame.frame_key, age, self.orch.settings.frame_ttl_seconds)
+        return await self._dead_letter(reason, f"{detail}; gone while the router held the frame", frame, capability)
+
     def _refreshed_view(self) -> bool:
         """Refresh the view now, at most every REFRESH_ON_MISS_SECONDS (a stream of frames for a
         capability nobody offers must not rebuild it per frame). True when it did."""

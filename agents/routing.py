@@ -15,7 +15,11 @@ reaches the router a second or so after it was taken.
 A sample older than `stale_sample_seconds` (the leader stalled, or its reports stopped) says
 nothing any more about the room a processor has: this router's sends since then stop counting
 against that room (no HOLD from them), and only its sends of the last `stale_sample_seconds`
-still weigh in the choice between peers.
+still weigh in the choice between peers. Nor does its level say anything any more: a CRITICAL
+level from a stale sample is unknown, not CRITICAL, so it never HOLDs frames (a HOLD lasts until
+a fresh sample, which a stalled leader never sends); the processor competes on its load (the
+last lag it reported plus this router's recent sends) like any peer, and fresh samples of its
+peers still steer frames away from the full ones. `update_view` judges ages at the `now` it is given.
 """
 
 from __future__ import annotations
@@ -109,14 +113,16 @@ class _Pool:
         "views",
     )
 
-    def __init__(self, healthy: list[ProcessorView], stateful: bool, loads: Mapping[str, float]) -> None:
-        usable = [v for v in healthy if v.level is not Level.CRITICAL]
+    def __init__(
+        self, healthy: list[ProcessorView], stateful: bool, loads: Mapping[str, float], critical: frozenset[str]
+    ) -> None:
+        usable = [v for v in healthy if v.id not in critical]
         self.all_critical = not usable
         # When all are CRITICAL the pool still holds them so the caller can be told who is full.
         chosen = usable or healthy
         self.views: tuple[ProcessorView, ...] = tuple(sorted(chosen, key=lambda v: v.id))
         self.members: dict[str, ProcessorView] = {v.id: v for v in self.views}
-        self.critical_ids = frozenset(v.id for v in healthy if v.level is Level.CRITICAL) if usable else frozenset()
+        self.critical_ids = frozenset(v.id for v in healthy if v.id in critical) if usable else frozenset()
         self.first_caps: dict[str, str] = {v.id: min(v.capabilities) for v in self.views}
         self.stateful = stateful
         self.load_sum = sum(loads[v.id] for v in self.views)
@@ -185,8 +191,11 @@ class Router:
         self._vnode_hashes: dict[str, tuple[int, ...]] = {}
 
     # --- view ---------------------------------------------------------------------------
-    def update_view(self, processors: Iterable[ProcessorView]) -> None:
-        """Replace the view; forget the sends that each processor's new lag sample counts."""
+    def update_view(self, processors: Iterable[ProcessorView], now: float | None = None) -> None:
+        """Replace the view; forget the sends that each processor's new lag sample counts.
+
+        `now` (the lag samples' clock) judges the samples' ages: a sample older than
+        `stale_sample_seconds` then leaves its processor's level unknown (None: no sample is stale)."""
         old = self._views
         views: dict[str, ProcessorView] = {}
         for v in processors:
@@ -208,6 +217,7 @@ class Router:
                 self._stale.discard(pid)  # the next send judges the new sample's age
             sent[pid] = len(times)
         self._stale &= views.keys()
+        self._stale |= self.stale_samples(views.values(), now)
         self._views = views
         self._sent = sent
         self._sends = sends
@@ -224,15 +234,24 @@ class Router:
             healthy_all.append(v)
             for cap in v.capabilities:
                 by_cap.setdefault(cap, []).append(v)
-        self._pools = {cap: _Pool(vs, cap in stateful_caps, loads) for cap, vs in by_cap.items()}
+        # A level is only as fresh as its sample: a stale CRITICAL one holds nothing.
+        critical = frozenset(pid for pid, v in views.items() if v.level is Level.CRITICAL and pid not in self._stale)
+        self._pools = {cap: _Pool(vs, cap in stateful_caps, loads, critical) for cap, vs in by_cap.items()}
         self._build_rings()
-        self._any = _Pool(healthy_all, False, loads) if healthy_all else None
+        self._any = _Pool(healthy_all, False, loads, critical) if healthy_all else None
         pools_of: dict[str, list[_Pool]] = {}
         for pool in self._pools.values():
             if pool.stateful:
                 for pid in pool.members:
                     pools_of.setdefault(pid, []).append(pool)
         self._pools_of = {pid: tuple(pools) for pid, pools in pools_of.items()}
+
+    def stale_samples(self, views: Iterable[ProcessorView], now: float | None) -> set[str]:
+        """Ids whose lag sample is older than `stale_sample_seconds` at `now`."""
+        limit = self.stale_sample_seconds
+        if limit is None or now is None:
+            return set()
+        return {v.id for v in views if v.sampled_at is not None and now - v.sampled_at > limit}
 
     def _build_rings(self) -> None:
         """Give stateful pools their hash ring, reusing rings whose membership did not change.

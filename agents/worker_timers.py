@@ -59,7 +59,7 @@ def _status(rec: ProcessorRecord, report: dict[str, Any]) -> ProcessorStatus:
 
 def refresh_view(orch: Orchestrator, router: Router) -> None:
     """The router's view rebuilt from this worker's copy of the registry and load tables."""
-    router.update_view(build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items())))
+    router.update_view(build_views(dict(orch.tables.registry.items()), dict(orch.tables.load.items())), time.time())
 
 
 def register_worker_timers(orch: Orchestrator, router: Router) -> None:

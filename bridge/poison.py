@@ -10,38 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTimestampError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
 from redis.asyncio import Redis
 
 from bridge import letters
 from bridge.source import Entry
+from frame_buffer_sdk.kafka import refused_for_good as refused_for_good  # what Kafka refuses for good
 from frame_buffer_sdk.models import DeadLetter
 
 REFUSED_REASON = "kafka_refused"
 POISON_REASON = "poison_pill"
-
-# Refusals of the record itself: sending the same bytes again gets the same answer. Anything
-# else (timeouts, leaders moving, a broker down) is the server's state and is retried.
-_FOR_GOOD: tuple[type[BaseException], ...] = (
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-    UnsupportedForMessageFormatError,
-)
-
-
-def refused_for_good(error: BaseException) -> bool:
-    """True when Kafka will never take this record, however often it is sent."""
-    return isinstance(error, _FOR_GOOD)
 
 
 def is_poison(deliveries: int, max_deliveries: int) -> bool:

@@ -9,7 +9,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+    UnsupportedForMessageFormatError,
+    for_code,
+)
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
@@ -18,6 +30,31 @@ log = logging.getLogger(__name__)
 
 _VISIBLE_POLLS = 100
 _VISIBLE_POLL_SECONDS = 0.1
+
+# Refusals of the record itself: sending the same bytes again gets the same answer. Anything
+# else (timeouts, leaders moving, a broker down, authorization) is the server's state and is retried.
+SIZE_REFUSALS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+RECORD_REFUSALS: tuple[type[BaseException], ...] = (
+    *SIZE_REFUSALS,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+)
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """True when Kafka will never take this record, however often it is sent."""
+    return isinstance(error, RECORD_REFUSALS)
+
+
+def refused_for_size(error: BaseException) -> bool:
+    """True when Kafka refused the record (or the batch it was in) as too large: the producer's
+    max_request_size, or the broker's max.message.bytes of the topic."""
+    return isinstance(error, SIZE_REFUSALS)
 
 
 def reliable_producer(

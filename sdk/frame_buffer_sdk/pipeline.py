@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 from frame_buffer_sdk.done import DoneMarkers
 from frame_buffer_sdk.frame import Frame, RejectFrame
 from frame_buffer_sdk.handlers import AnyProcessFn, Handler, Invoker, ProcessingTimeout, as_handler, check_options
-from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
+from frame_buffer_sdk.kafka import ensure_topics, refused_for_good, refused_for_size, start_reliable_producer
 from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED_OK, PROCESSING_SECONDS
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from frame_buffer_sdk.pixels import PixelStore, missing_pixels
@@ -42,6 +43,9 @@ Routed = tuple[Record, RoutedFrame]
 SERVICE = "processor"
 _RETRY_SECONDS = 1.0
 RESULT_TOO_LARGE = "result_too_large"
+# Kafka refused a result for good, not for its size (the bridge's reason for its refusals too).
+RESULT_REFUSED = "kafka_refused"
+_PARTITIONER = DefaultPartitioner()
 PROCESSING_TIMEOUT = "processing_timeout"
 INVALID_BATCH_RESULT = "invalid_batch_result"
 
@@ -142,6 +146,8 @@ class FramePipeline:
         # Results and dead letters of a batch leave only once the whole batch is processed:
         # a replica killed mid-batch then has published nothing its successor will redo.
         self._outbox: list[_Outgoing] = []
+        # Deliveries of results refused with their batch, retried alone (kept from the GC).
+        self._refusals: set[asyncio.Future[None]] = set()
         self._done = DoneMarkers(
             settings.redis.client(socket_timeout=10), settings.results_topic, int(settings.dedupe_window_seconds)
         )
@@ -391,23 +397,77 @@ class FramePipeline:
                     item.future.set_exception(exc)
                     continue
                 # Refused for good: retrying the batch would rewind it for ever.
-                ack = await self._result_too_large(producer, item, exc)
+                ack = await self._result_refused(producer, item, exc, "the producer")
             except Exception as exc:
                 item.future.set_exception(exc)
                 continue
-            ack.add_done_callback(lambda done, target=item.future: _settle(target, done))
+            if item.routed is None:
+                ack.add_done_callback(lambda done, target=item.future: _settle(target, done))
+            else:
+                ack.add_done_callback(lambda done, result=item: self._result_acked(producer, result, done))
 
-    async def _result_too_large(
-        self, producer: AIOKafkaProducer, item: _Outgoing, error: Exception
+    def _result_acked(self, producer: AIOKafkaProducer, item: _Outgoing, done: asyncio.Future[Any]) -> None:
+        """A result's delivery: a refusal for good (the topic's max.message.bytes, a record the
+        broker will never take) is settled apart, the rest (retriable ones too) as delivered."""
+        error = None if done.cancelled() else done.exception()
+        if error is None or not refused_for_good(error):
+            _settle(item.future, done)
+            return
+        task = asyncio.ensure_future(self._deliver_alone(producer, item))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
+
+    async def _deliver_alone(self, producer: AIOKafkaProducer, item: _Outgoing) -> None:
+        """The broker refused the batch holding this result. Small results may pass the limit only
+        together, and aiokafka does not split a refused batch, so the result goes once more in a
+        batch of its own; refused alone too, it is dead-lettered and the batch goes on."""
+        target = item.future
+        try:
+            try:
+                metadata = await (await self._send_alone(producer, item))
+            except KafkaError as again:
+                if not refused_for_good(again):
+                    raise
+                metadata = await (await self._result_refused(producer, item, again, "the broker"))
+        except asyncio.CancelledError:
+            target.cancel()
+            raise
+        except Exception as exc:
+            if not target.done():
+                target.set_exception(exc)
+            return
+        if not target.done():
+            target.set_result(metadata)
+
+    async def _send_alone(self, producer: AIOKafkaProducer, item: _Outgoing) -> asyncio.Future[Any]:
+        """``item`` in a batch of its own, on the partition a keyed send picks."""
+        partitions = sorted(await producer.partitions_for(item.topic))
+        partition = _PARTITIONER(item.key, partitions, partitions)
+        batch = producer.create_batch()
+        batch.append(timestamp=None, key=item.key, value=item.value, headers=item.headers)
+        batch.close()
+        sent: asyncio.Future[Any] = await producer.send_batch(batch, item.topic, partition=partition)
+        return sent
+
+    async def _result_refused(
+        self, producer: AIOKafkaProducer, item: _Outgoing, error: BaseException, by: str
     ) -> asyncio.Future[Any]:
+        """The dead letter of a result Kafka refused for good: ``result_too_large`` (with its size)
+        when refused for size, ``kafka_refused`` otherwise."""
         routed = item.routed
         assert routed is not None
-        detail = f"the result is {len(item.value)} bytes, more than the producer accepts ({error})"
-        record = self._letter(RESULT_TOO_LARGE, detail, routed, {"result_bytes": len(item.value)})
-        log.warning("dead-lettered %s (%s): %s", routed.frame_id, RESULT_TOO_LARGE, detail)
-        DEAD_LETTERED.labels(RESULT_TOO_LARGE, SERVICE, self.config.processor_id).inc()
+        size = len(item.value)
+        if refused_for_size(error):
+            reason = RESULT_TOO_LARGE
+            detail = f"the result is {size} bytes, more than {by} accepts ({error!r})"
+        else:
+            reason = RESULT_REFUSED
+            detail = f"{by} refused the result of {size} bytes for good ({error!r})"
+        record = self._letter(reason, detail, routed, {"result_bytes": size})
+        log.warning("dead-lettered %s (%s): %s", routed.frame_id, reason, detail)
+        DEAD_LETTERED.labels(reason, SERVICE, self.config.processor_id).inc()
         self.stats.processed -= 1
-        self.stats.dead_lettered[RESULT_TOO_LARGE] += 1
+        self.stats.dead_lettered[reason] += 1
         ack: asyncio.Future[Any] = await producer.send(
             self.settings.dead_letter_topic, key=item.key, value=record.model_dump_json().encode()
         )
