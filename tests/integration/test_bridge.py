@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import inspect
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -31,8 +28,8 @@ from bridge.service import Bridge
 from core import envelope
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.keys import backpressure_key, bridge_state_key
-from tests.conftest import env_of
 from tests.integration.cluster import assign_from_start
 
 pytestmark = pytest.mark.integration
@@ -204,19 +201,9 @@ def frame_ids(records: list[FrameRecord]) -> Counter[str]:
     return Counter(json.loads(r.value)["frame_id"] for r in records)
 
 
-def spawn_bridge(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = env_of(settings)
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bridge"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def reap(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
+def spawn_bridge(settings: Settings, name: str, log_dir: Path) -> ChildProcess:
+    argv = [sys.executable, "-m", "bridge"]
+    return ChildProcess(name, argv, settings_env(settings), log_dir, cwd=ROOT).start()
 
 
 # --- (a) exactly once in one of the two topics ---------------------------------------------------
@@ -370,18 +357,16 @@ async def test_killed_bridge_entries_are_claimed_by_another(
         # A kill can land between two batches; then the victim holds nothing and another one is needed.
         for attempt in range(5):
             victim = f"doomed-{unique}-{attempt}"
-            proc = spawn_bridge(make_settings(**base, bridge_consumer_name=victim), tmp_path / f"{victim}.log")
+            proc = spawn_bridge(make_settings(**base, bridge_consumer_name=victim), victim, tmp_path)
             try:
 
-                async def holding(victim: str = victim, proc: subprocess.Popen[bytes] = proc) -> bool:
-                    assert proc.poll() is None, (tmp_path / f"{victim}.log").read_text()[-3000:]
+                async def holding(victim: str = victim, proc: ChildProcess = proc) -> bool:
+                    assert proc.alive(), proc.tail()
                     return await pending_of(redis, settings, victim) > 0
 
                 await wait_until(holding, 30, f"{victim} to hold a batch")
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
             finally:
-                reap(proc)
+                proc.kill()
             killed[victim] = await pending_of(redis, settings, victim)
             if killed[victim]:
                 break
@@ -438,22 +423,21 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     redis = redis_of(settings)
     total = 6000
     await xadd_all(redis, settings.capture_stream, [valid(f"cam-{n % 4}", n // 4, f"g-{n}") for n in range(total)])
-    proc = spawn_bridge(settings, tmp_path / "bridge.log")
+    proc = spawn_bridge(settings, "bridge", tmp_path)
     try:
 
         async def started() -> bool:
-            assert proc.poll() is None, (tmp_path / "bridge.log").read_text()[-3000:]
+            assert proc.alive(), proc.tail()
             state = await group_state(redis, settings)
             return state is not None and state[0] < total - 200
 
         await wait_until(started, 30, "the bridge to mirror")
         url = f"http://127.0.0.1:{port}/metrics"
         metrics_text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-        proc.send_signal(signal.SIGTERM)
-        rc = await asyncio.to_thread(proc.wait, 30)
+        rc = await asyncio.to_thread(proc.stop, 30)
     finally:
-        reap(proc)
-    assert rc == 0, (tmp_path / "bridge.log").read_text()[-3000:]
+        proc.kill()
+    assert rc == 0, proc.tail()
     assert 'frame_buffer_bridge_frames_total{outcome="mirrored"}' in metrics_text
     assert "frame_buffer_stream_backlog" in metrics_text
     state = await group_state(redis, settings)

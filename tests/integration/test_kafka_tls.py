@@ -23,7 +23,8 @@ from aiokafka.errors import KafkaConnectionError
 from bridge.service import Bridge
 from core.lag import LagSampler
 from core.settings import Settings
-from devtools.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
+from devtools.devstack import free_port, tansu_binary, wait_for_port
+from devtools.processes import dies_with_parent
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import RoutedFrame

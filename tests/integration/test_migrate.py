@@ -22,6 +22,7 @@ import migrate.state
 from app.cli import main
 from bridge.service import Bridge
 from core.settings import Settings
+from devtools.processes import settings_env
 from frame_buffer_sdk.keys import migration_marker_key
 from migrate.command import migrate_from_v1
 from migrate.plan import Plan
@@ -172,7 +173,7 @@ def test_the_command_line_runs_it_once(make_settings: Callable[..., Settings], u
     settings = make_settings()
     args = ["migrate", "--from-v1", "--v1-group", f"v1-{unique}", "--v1-queue", f"fq-{unique}"]
     args += ["--v1-dlq", f"dlq-{unique}", "--v1-registry", f"reg-{unique}"]
-    env = settings.as_env()
+    env = settings_env(settings)
     dry = CliRunner().invoke(main, [*args, "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
     assert "dry run: nothing changed" in dry.output and "0 frames would be replayed" in dry.output

@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from bridge.service import Bridge
-from devtools.devstack import dies_with_parent, free_port, redis_binary, wait_for_port
+from devtools.devstack import free_port, redis_binary, wait_for_port
+from devtools.processes import dies_with_parent
 from tests.integration.cluster import Cluster, http_json, wait_ready
 
 pytestmark = pytest.mark.integration
