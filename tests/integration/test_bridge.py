@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core import envelope
 from core.settings import Settings
@@ -202,7 +203,7 @@ def frame_ids(records: list[FrameRecord]) -> Counter[str]:
 
 
 def spawn_bridge(settings: Settings, name: str, log_dir: Path) -> ChildProcess:
-    argv = [sys.executable, "-m", "bridge"]
+    argv = [sys.executable, "-m", "app.cli", "bridge"]
     return ChildProcess(name, argv, settings_env(settings), log_dir, cwd=ROOT).start()
 
 
@@ -241,7 +242,7 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     before = {outcome: frames_metric(outcome) for outcome in ("mirrored", "dead_lettered")}
-    bridge = Bridge.from_settings(settings, consumer="solo", tracer=provider.get_tracer("test"))
+    bridge = Bridge(bridge_config(settings), consumer="solo", tracer=provider.get_tracer("test"))
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= total, 60, "the backlog")
@@ -312,7 +313,7 @@ async def test_restart_with_same_name_remirrors_own_pending_and_reports_deleted_
     await redis.xdel(settings.capture_stream, ids[5])  # trimmed while pending: must not vanish silently
     assert await pending_of(redis, settings, "phoenix") == 40
 
-    bridge = Bridge.from_settings(settings, consumer="phoenix")
+    bridge = Bridge(bridge_config(settings), consumer="phoenix")
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= 60, 20, "all entries")
@@ -374,7 +375,7 @@ async def test_killed_bridge_entries_are_claimed_by_another(
         stop_at = written + 1000
         assert any(killed.values()), f"no kill landed mid-batch: {killed}"
 
-        rescuer = Bridge.from_settings(make_settings(**base), consumer=f"rescuer-{unique}")
+        rescuer = Bridge(bridge_config(make_settings(**base)), consumer=f"rescuer-{unique}")
         serving = asyncio.create_task(rescuer.serve())
         try:
             await writer
@@ -475,7 +476,7 @@ async def test_critical_backpressure_pauses_reading_and_normal_resumes(
 
     await set_level("CRITICAL")
     await xadd_all(redis, settings.capture_stream, [valid("cam-1", i, f"t-{i}") for i in range(200)])
-    bridge = Bridge.from_settings(settings, consumer="throttled")
+    bridge = Bridge(bridge_config(settings), consumer="throttled")
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: reported("paused", 200), 10, "a paused report")
@@ -510,7 +511,7 @@ async def test_group_is_created_whatever_starts_first(
     settings = make_settings(bridge_block_ms=100)
     redis = redis_of(settings)
     await xadd_all(redis, settings.capture_stream, [valid("cam-9", i, f"e-{i}") for i in range(30)])
-    first, second = Bridge.from_settings(settings, consumer="one"), Bridge.from_settings(settings, consumer="two")
+    first, second = Bridge(bridge_config(settings), consumer="one"), Bridge(bridge_config(settings), consumer="two")
     tasks = [asyncio.create_task(first.serve()), asyncio.create_task(second.serve())]
     try:
         await wait_until(lambda: first.mirrored_total + second.mirrored_total >= 30, 20, "30")

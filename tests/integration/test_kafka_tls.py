@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.lag import LagSampler
 from core.settings import Settings
@@ -94,7 +95,7 @@ async def test_every_client_speaks_mutual_tls_to_the_broker(
         sample = (await sampler.sample({"t": (topic, "nobody")}))["t"]
     assert sample.total == 1 and len(sample.end) == 2
 
-    bridge = Bridge.from_settings(settings)
+    bridge = Bridge(bridge_config(settings))
     await bridge.start()  # creates its topics and starts its producer over TLS
     await bridge.close()
 

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
+from app.configs import relay_config
 from core.settings import Settings
 from relay.service import Relay
 from tests.conftest import TEST_API_TOKEN
@@ -28,7 +29,7 @@ async def test_a_detektr_processor_gets_every_frame_once_with_its_pixels(
     settings = make_settings(heartbeat_interval=1.0)
     cluster = Cluster(settings, tmp_path / "logs")
     worker, url = cluster.worker("worker-1")
-    relay = Relay(settings)
+    relay = Relay(relay_config(settings))
     relaying = asyncio.create_task(relay.serve())
     pid = f"det-{unique}"
     # detektr's client is configured, not changed: the API token rides in its orchestrator URL.
