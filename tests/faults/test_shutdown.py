@@ -106,7 +106,7 @@ async def test_sigterm_ends_a_bridge_whose_broker_is_gone_within_its_grace(
     cluster = Cluster(settings, tmp_path / "logs")
     client = aioredis.from_url(settings.redis_url)
     try:
-        bridge = cluster.spawn("bridge", [sys.executable, "-m", "bridge"])
+        bridge = cluster.spawn("bridge", [sys.executable, "-m", "app.cli", "bridge"])
         await xadd_all(client, settings.capture_stream, [valid("cam", n, f"f-{n}") for n in range(200)])
 
         async def mirrored() -> bool:
