@@ -10,12 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from core.levels import Level
-
-if TYPE_CHECKING:
-    from core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +28,6 @@ class Thresholds:
             raise ValueError(f"thresholds must satisfy 0 < elevated < high < critical, got {self}")
         if not 0 <= self.hysteresis < self.elevated:
             raise ValueError(f"hysteresis must be in [0, elevated), got {self.hysteresis}")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(
-            elevated=settings.bp_elevated,
-            high=settings.bp_high,
-            critical=settings.bp_critical,
-            hysteresis=settings.bp_hysteresis,
-        )
 
     def start_of(self, level: Level) -> float:
         """The utilisation at which `level` begins (0 for NORMAL)."""

@@ -20,7 +20,7 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from core.context import Orchestrator
+from agents.config import FailoverConfig
 from core.metrics import FRAMES_REROUTED
 from frame_buffer_sdk.kafka import start_reliable_producer
 from frame_buffer_sdk.models import FrameEvent, ProcessorRecord, RoutedFrame
@@ -32,8 +32,8 @@ FETCH_TIMEOUT_MS = 500
 class Failover:
     """At most one re-route in flight per processor; started by the health watch."""
 
-    def __init__(self, orch: Orchestrator) -> None:
-        self.orch = orch
+    def __init__(self, config: FailoverConfig) -> None:
+        self.config = config
         self._running: dict[str, asyncio.Task[int]] = {}
         # Where re-sending got to, per processor: a broker may refuse the offset commit
         # while the dead group lingers, and the next attempt must not re-send it all.
@@ -65,7 +65,7 @@ class Failover:
 
     async def _run(self, record: ProcessorRecord, reason: str) -> int:
         try:
-            moved, committed = await reroute_backlog(self.orch, record, self._moved_to.setdefault(record.id, {}))
+            moved, committed = await reroute_backlog(self.config, record, self._moved_to.setdefault(record.id, {}))
         except Exception as exc:  # retried on the next health tick while the backlog remains
             log.warning("failover of %s failed, will retry: %r", record.id, exc)
             return 0
@@ -82,14 +82,14 @@ class Failover:
 
 
 async def reroute_backlog(
-    orch: Orchestrator, record: ProcessorRecord, moved_to: dict[TopicPartition, int] | None = None
+    config: FailoverConfig, record: ProcessorRecord, moved_to: dict[TopicPartition, int] | None = None
 ) -> tuple[int, bool]:
     """Re-send every frame past the group's committed offsets (and past ``moved_to``, what an
     earlier attempt re-sent); then commit past them. ``moved_to`` is updated in place.
     Returns how many were re-sent, and whether the group's offsets now stand past them."""
     moved_to = {} if moved_to is None else moved_to
-    bootstrap = orch.settings.bootstrap_servers
-    security = orch.settings.kafka_security
+    bootstrap = config.bootstrap_servers
+    security = config.kafka_security
     # No group: reading the backlog must never join processor.<id> and take partitions from
     # a replica that is alive but slow. Offsets are read and written through the admin API.
     consumer = AIOKafkaConsumer(
@@ -100,7 +100,7 @@ async def reroute_backlog(
         auto_offset_reset="earliest",
     )
     admin = AIOKafkaAdminClient(
-        **security.client_kwargs(), bootstrap_servers=bootstrap, client_id=f"{orch.settings.app_id}-failover"
+        **security.client_kwargs(), bootstrap_servers=bootstrap, client_id=f"{config.app_id}-failover"
     )
     producer: AIOKafkaProducer | None = None  # only when there is something to re-send
     await consumer.start()
@@ -133,11 +133,11 @@ async def reroute_backlog(
                 for msg in messages:
                     if producer is None:
                         producer = await start_reliable_producer(
-                            bootstrap, f"{orch.settings.app_id}-failover", security=security
+                            bootstrap, f"{config.app_id}-failover", security=security
                         )
                     pending.append(
                         await producer.send(
-                            orch.settings.captured_topic,
+                            config.captured_topic,
                             key=msg.key,
                             value=_as_captured(msg.value, record.id),
                             headers=list(msg.headers or ()),

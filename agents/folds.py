@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agents.config import RegistryConfig
 from agents.registry_fold import UnknownProcessor, fold_control
 from core.context import Orchestrator
 from core.deadletter import dead_letter_event
@@ -21,8 +22,8 @@ from frame_buffer_sdk.models import ControlEvent
 log = logging.getLogger(__name__)
 
 
-def register_folds(orch: Orchestrator) -> None:
-    app, topics, tables, settings = orch.app, orch.topics, orch.tables, orch.settings
+def register_folds(orch: Orchestrator, registry: RegistryConfig) -> None:
+    app, topics, tables = orch.app, orch.topics, orch.tables
 
     @app.agent(topics.control, name="fold_registry")
     async def fold_registry(stream: Any) -> None:
@@ -30,7 +31,7 @@ def register_folds(orch: Orchestrator) -> None:
             key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else str(event.key)
             try:
                 control = ControlEvent.model_validate_json(event.value)
-                updated = fold_control(tables.registry.get(control.processor_id), control, settings)
+                updated = fold_control(tables.registry.get(control.processor_id), control, registry)
             except (ValidationError, ValueError, UnknownProcessor) as exc:
                 reason = "unknown_processor" if isinstance(exc, UnknownProcessor) else "invalid_control_event"
                 await dead_letter_event(orch, reason, str(exc)[:500], key, event.value)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from frame_buffer_sdk.models import ProcessorStatus
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from agents.config import HealthConfig
 
 _JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
 
@@ -83,12 +83,12 @@ class HealthTracker:
         self._states: dict[str, _State] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HealthTracker:
+    def from_config(cls, config: HealthConfig) -> HealthTracker:
         return cls(
-            heartbeat_interval=settings.heartbeat_interval,
-            heartbeat_misses=settings.heartbeat_misses,
-            stall_timeout=settings.stall_timeout,
-            recovery_heartbeats=settings.recovery_heartbeats,
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_misses=config.heartbeat_misses,
+            stall_timeout=config.stall_timeout,
+            recovery_heartbeats=config.recovery_heartbeats,
         )
 
     @property

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from core.settings import Settings
+from agents.config import RegistryConfig
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.models import ControlEvent, ProcessorRecord, ProcessorStatus
 
@@ -14,17 +14,11 @@ class UnknownProcessor(FrameBufferError, LookupError):
     """A heartbeat, update or status for an id that is not registered."""
 
 
-def replica_window(settings: Settings) -> timedelta:
-    """How long a replica counts as alive after its last heartbeat: as long as the id itself
-    stays healthy without one. A SIGKILLed replica never deregisters; this forgets it."""
-    return timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses)
-
-
-def live_replicas(record: ProcessorRecord | None, at: datetime, settings: Settings) -> dict[str, datetime]:
+def live_replicas(record: ProcessorRecord | None, at: datetime, config: RegistryConfig) -> dict[str, datetime]:
     """The replicas of ``record`` heard from within the replica window before ``at``."""
     if record is None:
         return {}
-    since = at - replica_window(settings)
+    since = at - config.replica_window
     return {replica: seen for replica, seen in record.replicas.items() if seen >= since}
 
 
@@ -34,14 +28,16 @@ def _seen(replicas: dict[str, datetime], replica: str | None, at: datetime) -> d
     return {**replicas, replica: max(replicas.get(replica, at), at)}
 
 
-def last_replica_leaving(record: ProcessorRecord | None, replica: str | None, at: datetime, settings: Settings) -> bool:
+def last_replica_leaving(
+    record: ProcessorRecord | None, replica: str | None, at: datetime, config: RegistryConfig
+) -> bool:
     """True when ``replica`` leaving (None: the id as a whole) leaves no live replica behind."""
     if replica is None:
         return True
-    return not (set(live_replicas(record, at, settings)) - {replica})
+    return not (set(live_replicas(record, at, config)) - {replica})
 
 
-def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: Settings) -> dict[str, Any] | None:
+def fold_control(current: dict[str, Any] | None, event: ControlEvent, config: RegistryConfig) -> dict[str, Any] | None:
     """The record after ``event``; None means the processor is gone from the registry.
 
     Re-registering an existing id updates it in place and keeps registered_at: a
@@ -49,19 +45,19 @@ def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: 
     date; a replica's deregister removes the id only when no other live replica remains.
     """
     record = ProcessorRecord.model_validate(current) if current else None
-    replicas = _seen(live_replicas(record, event.at, settings), event.replica, event.at)
+    replicas = _seen(live_replicas(record, event.at, config), event.replica, event.at)
     if event.kind in ("register", "update"):
         if event.spec is None:
             raise ValueError(f"{event.kind} event without spec")
         if event.kind == "update" and record is None:
             raise UnknownProcessor(event.processor_id)
         spec = event.spec
-        partitions = spec.partitions or (record.partitions if record else settings.processor_partitions)
+        partitions = spec.partitions or (record.partitions if record else config.processor_partitions)
         return ProcessorRecord(
             **spec.model_dump(exclude={"partitions"}),
             partitions=partitions,
-            topic=settings.ready_topic(spec.id),
-            consumer_group=settings.processor_group(spec.id),
+            topic=config.names.ready_topic(spec.id),
+            consumer_group=config.names.processor_group(spec.id),
             status=ProcessorStatus.HEALTHY if event.kind == "register" else record.status,  # type: ignore[union-attr]
             last_heartbeat=event.at,
             registered_at=record.registered_at if record else event.at,
@@ -73,7 +69,7 @@ def fold_control(current: dict[str, Any] | None, event: ControlEvent, settings: 
             return None
         raise UnknownProcessor(event.processor_id)
     if event.kind == "deregister":
-        if last_replica_leaving(record, event.replica, event.at, settings):
+        if last_replica_leaving(record, event.replica, event.at, config):
             return None
         # Siblings still serve this id: only the leaving replica goes.
         remaining = {r: seen for r, seen in replicas.items() if r != event.replica}

@@ -28,6 +28,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link
 
+from agents.config import RoutingConfig
 from agents.dedupe_index import DedupeIndex, batch_partition, dedupe_key
 from agents.frame_decode import Frame, Invalid, decode_frame, from_event
 from agents.held_pixels import HeldPixels
@@ -75,16 +76,17 @@ class FrameRouting:
     def __init__(
         self,
         orch: Orchestrator,
+        config: RoutingConfig,
         router: Router,
         sender: RecordSender,
         refresh_view: Callable[[], None] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.orch = orch
+        self.config = config
         self.router = router
         self.sender = sender
-        settings = orch.settings
-        self.index = DedupeIndex(settings.dedupe_window_seconds, settings.dedupe_max_pairs)
+        self.index = DedupeIndex(config.dedupe.window_seconds, config.dedupe.max_pairs)
         self.acks = RecordAcks(self._fatal)
         # Set by the worker's entrypoint to stop the worker; a test may leave it unset.
         self.on_fatal = on_fatal
@@ -98,9 +100,7 @@ class FrameRouting:
         self._affinities: dict[str, dict[str, str]] = {}
         # How long a captured record has been in hand: a protected frame held for ever shows here.
         self.progress = ProgressWatch()
-        self.pixels = HeldPixels(
-            lambda: orch.redis, settings.frame_ttl_seconds, prefix=settings.processor_frame_key_prefix
-        )
+        self.pixels = HeldPixels(lambda: orch.redis, config.frame_ttl_seconds, prefix=config.frame_key_prefix)
 
     # --- entry points (one per agent) -------------------------------------------------
     async def on_captured(self, event: Any) -> None:
@@ -253,9 +253,7 @@ class FrameRouting:
             span.set_attribute("frame.id", frame.frame_id)
             span.set_attribute("camera.id", frame.camera_id)
             # Publish to the processor's topic (set per send below), of a record read as app_id's group.
-            span.set_attributes(
-                messaging_attributes(PUBLISH, None, key=frame.camera_id, group=self.orch.settings.app_id)
-            )
+            span.set_attributes(messaging_attributes(PUBLISH, None, key=frame.camera_id, group=self.config.app_id))
             headers = headers_for(trace.set_span_in_context(span))
         elif headers is None:
             headers = _frame_headers(frame)
@@ -326,7 +324,7 @@ class FrameRouting:
         """A held frame whose pixels left Redis: its dead letter, with the reason a processor would
         give (``pixels_expired`` once it is older than FRAME_TTL_SECONDS)."""
         age = (utcnow() - frame.captured_at).total_seconds()
-        reason, detail = missing_pixels(frame.frame_key, age, self.orch.settings.frame_ttl_seconds)
+        reason, detail = missing_pixels(frame.frame_key, age, self.config.frame_ttl_seconds)
         return await self._dead_letter(reason, f"{detail}; gone while the router held the frame", frame, capability)
 
     def _refreshed_view(self) -> bool:
@@ -395,7 +393,7 @@ class FrameRouting:
         capability = decision.capability
         topic = self._ready_topics.get(pid)
         if topic is None:
-            topic = self._ready_topics[pid] = self.orch.settings.ready_topic(pid)
+            topic = self._ready_topics[pid] = self.config.names.ready_topic(pid)
         value = frame.routed(pid, capability, routed_at)
         try:
             future = await self.sender.send(topic, frame.camera_id.encode(), value, headers)
@@ -438,7 +436,7 @@ class FrameRouting:
             key=key if isinstance(key, bytes) else b"",
         )
         count_letter(self.orch, "invalid_frame")
-        future = await self.sender.send(self.orch.settings.dead_letter_topic, letter_key, letter)
+        future = await self.sender.send(self.config.dead_letter_topic, letter_key, letter)
         self.acks.track(event.message.tp, pending, future)
 
     async def _dead_letter(
@@ -446,7 +444,7 @@ class FrameRouting:
     ) -> asyncio.Future[Any]:
         key, value = frame_letter(reason, detail, frame, capability=capability)
         count_letter(self.orch, reason, shed)
-        return await self.sender.send(self.orch.settings.dead_letter_topic, key, value)
+        return await self.sender.send(self.config.dead_letter_topic, key, value)
 
     async def _shed(self, frame: FrameEvent, capability: str, reason: str, detail: str) -> None:
         counters = self.orch.counters
@@ -472,7 +470,7 @@ class FrameRouting:
                 key=message.key,
                 partition=message.partition,
                 offset=message.offset,
-                group=self.orch.settings.app_id,
+                group=self.config.app_id,
             )
         )
         return span

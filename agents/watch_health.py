@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.backpressure import LevelTracker, Thresholds, router_level
+from agents.backpressure import LevelTracker, router_level
+from agents.config import HealthWatchConfig
 from agents.failover import Failover
 from agents.health import HealthTracker
 from agents.routing import Router
@@ -48,16 +49,16 @@ def clear_leader_gauges() -> None:
 class HealthWatch:
     """State kept by the leader between samples; rebuilt from scratch on a new leader."""
 
-    def __init__(self, orch: Orchestrator, router: Router) -> None:
-        s = orch.settings
+    def __init__(self, orch: Orchestrator, router: Router, config: HealthWatchConfig) -> None:
         self.orch = orch
         self.router = router
-        self.thresholds = Thresholds.from_settings(s)
+        self.config = config
+        self.thresholds = config.thresholds
         self.levels = LevelTracker(self.thresholds)
-        self.health = HealthTracker.from_settings(s)
+        self.health = HealthTracker.from_config(config.health)
         self.router_level = Level.NORMAL
-        self.sampler = LagSampler(s.bootstrap_servers, security=s.kafka_security)
-        self.failover = Failover(orch)
+        self.sampler = LagSampler(config.bootstrap_servers, security=config.kafka_security)
+        self.failover = Failover(config.failover)
         self._seen_heartbeat: dict[str, str] = {}
         self._known: set[str] = set()
         self.quiet_until = 0.0
@@ -80,7 +81,7 @@ class HealthWatch:
         records = {pid: ProcessorRecord.model_validate(raw) for pid, raw in list(orch.tables.registry.items()) if raw}
         self._forget_gone(records)
         watches = {pid: (rec.topic, rec.consumer_group) for pid, rec in records.items()}
-        watches[ROUTER_WATCH] = (orch.settings.captured_topic, orch.settings.app_id)
+        watches[ROUTER_WATCH] = (self.config.captured_topic, self.config.app_id)
         samples = await self.sampler.sample(watches)
         now = time.time()
         for pid, rec in records.items():
@@ -172,7 +173,7 @@ class HealthWatch:
         await self.orch.topics.load_reports.send(key=rec.id.encode(), value=json.dumps(report).encode())
 
     async def _publish_router_level(self, sample: LagSample | None) -> None:
-        s = self.orch.settings
+        s = self.config
         partitions = sample.per_partition if sample else {}
         for partition, lag in partitions.items():
             ROUTER_LAG.labels(str(partition)).set(lag)
@@ -199,10 +200,12 @@ class LeaderWatch:
         self,
         orch: Orchestrator,
         router: Router,
-        make: Callable[[Orchestrator, Router], HealthWatch] = HealthWatch,
+        config: HealthWatchConfig,
+        make: Callable[[Orchestrator, Router, HealthWatchConfig], HealthWatch] = HealthWatch,
     ) -> None:
         self.orch = orch
         self.router = router
+        self.config = config
         self.make = make
         self.watch: HealthWatch | None = None
 
@@ -214,9 +217,9 @@ class LeaderWatch:
             await self.step_down()
             return
         if self.watch is None:
-            self.watch = self.make(self.orch, self.router)
+            self.watch = self.make(self.orch, self.router, self.config)
         try:
-            await asyncio.wait_for(self.watch.tick(), timeout=max(5.0, self.orch.settings.lag_sample_interval * 5))
+            await asyncio.wait_for(self.watch.tick(), timeout=max(5.0, self.config.lag_sample_interval * 5))
         except Exception as exc:
             log.warning("health watch tick failed: %r", exc)
 
@@ -239,12 +242,12 @@ class LeaderWatch:
             log.warning("could not close the health watch: %r", exc)
 
 
-def register_watch_health(orch: Orchestrator, router: Router) -> LeaderWatch:
+def register_watch_health(orch: Orchestrator, router: Router, config: HealthWatchConfig) -> LeaderWatch:
     app = orch.app
-    leader = LeaderWatch(orch, router)
+    leader = LeaderWatch(orch, router, config)
 
     # Not on_leader=True: a worker that lost leadership must see it, to clear its gauges.
-    @app.timer(orch.settings.lag_sample_interval, name="watch_health")
+    @app.timer(config.lag_sample_interval, name="watch_health")
     async def watch_health() -> None:
         await leader.tick()
 

@@ -87,9 +87,10 @@ def bridge() -> None:
     Reads CAPTURE_STREAM as group CAPTURE_GROUP, writes CAPTURED_TOPIC; SIGTERM finishes the batch in flight.
     """
     settings = _settings()
+    from app.configs import bridge_config, process_config
     from bridge.service import run_bridge
 
-    run_bridge(settings)
+    run_bridge(bridge_config(settings), process_config(settings, "bridge", settings.bridge_metrics_port))
 
 
 @main.command()
@@ -99,9 +100,10 @@ def relay() -> None:
     For each processor registered with a `queue`, mirrors its topic into that stream; SIGTERM finishes the batches.
     """
     settings = _settings()
+    from app.configs import process_config, relay_config
     from relay.service import run_relay
 
-    run_relay(settings)
+    run_relay(relay_config(settings), process_config(settings, "relay", settings.relay_metrics_port))
 
 
 _SYNTHETIC_ONLY = ("cameras", "width", "height", "malformed_ratio", "seed")
@@ -212,6 +214,7 @@ def _capture_cameras(
     capabilities: str | None,
     priority: int | None,
 ) -> None:
+    from app.configs import capture_config, process_config
     from capture.service import run_video_capture
     from capture.sources import SourceError, check_unique, load_sources, parse_source
 
@@ -227,7 +230,8 @@ def _capture_cameras(
     except SourceError as exc:
         raise click.BadParameter(str(exc)) from None
     settings = _settings()
-    run_video_capture(settings, cameras, fmt=pixel_format, jpeg_quality=jpeg_quality, duration=duration)
+    config, process = capture_config(settings), process_config(settings, "capture", settings.capture_metrics_port)
+    run_video_capture(config, process, cameras, fmt=pixel_format, jpeg_quality=jpeg_quality, duration=duration)
 
 
 @main.command()
@@ -343,12 +347,13 @@ def migrate(from_v1: bool, dry_run: bool, v1_group: str, v1_queue: str, v1_dlq: 
     """
     import asyncio
 
+    from app.configs import migrate_config
     from migrate.command import migrate_from_v1
     from migrate.v1 import V1Names
 
     settings = _settings()
     names = V1Names(group=v1_group, queue=v1_queue, dlq=v1_dlq, registry=v1_registry)
-    click.echo(asyncio.run(migrate_from_v1(settings, names, dry_run=dry_run)))
+    click.echo(asyncio.run(migrate_from_v1(migrate_config(settings), names, dry_run=dry_run)))
 
 
 def _api_target(settings: Settings, url: str | None, token: str | None) -> tuple[str, str | None]:

@@ -31,9 +31,10 @@ from agents.sender import KafkaSender, RecordSender
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.camera_grid import register_camera_grid
-from app.readiness import register_health_views
+from app.configs import health_watch_config, registry_config, routing_config
+from app.readiness import BrokerProbe, register_health_views
 from app.transport import app_with_fetch_wait, faust_credentials
-from app.web import register_web
+from app.web import WebConfig, register_web
 from core.context import Orchestrator, Tables
 from core.metrics import export_build_info, register_v1_aliases
 from core.settings import Settings, load_settings
@@ -98,6 +99,8 @@ def faust_app(settings: Settings) -> faust.App:
 class WorkerApp:
     """Everything one worker runs; tests drive the agents through ``test_context()``."""
 
+    # What it was built from; its pieces each hold their own typed config.
+    settings: Settings
     orch: Orchestrator
     router: Router
     routing: FrameRouting
@@ -123,7 +126,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         waiting=define_waiting(app, parts),
         worker_stats=define_worker_stats(app),
     )
-    orch = Orchestrator(app=app, settings=settings, topics=topics, tables=tables)
+    orch = Orchestrator(app=app, redis_connection=settings.redis, topics=topics, tables=tables)
     router = Router(
         default_capabilities=settings.default_capabilities,
         affinity_epsilon=settings.affinity_epsilon,
@@ -133,6 +136,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
     )
     routing = FrameRouting(
         orch,
+        routing_config(settings),
         router,
         sender or _kafka_sender(settings),
         lambda: refresh_view(orch, router),
@@ -163,13 +167,14 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         async for event in cast(Any, stream).noack().events():
             await routing.on_waiting(event)
 
-    register_folds(orch)
+    register_folds(orch, registry_config(settings))
     register_count_results(orch)
     register_count_dead_letters(orch)
     register_worker_timers(orch, router)
-    register_watch_health(orch, router)
-    register_web(orch)
-    register_health_views(orch, route_frames, routing.progress, settings.routing_stuck_seconds)
+    register_watch_health(orch, router, health_watch_config(settings))
+    register_web(orch, WebConfig.from_settings(settings))
+    probe = BrokerProbe(settings.bootstrap_servers, f"{settings.app_id}-ready", settings.kafka_security)
+    register_health_views(orch, route_frames, routing.progress, settings.routing_stuck_seconds, probe)
     _register_dashboard(app)
     register_camera_grid(app, settings)
     export_build_info("worker")
@@ -188,7 +193,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         await routing.sender.stop()
         await orch.close()
 
-    return WorkerApp(orch, router, routing, route_frames, drain_waiting)
+    return WorkerApp(settings, orch, router, routing, route_frames, drain_waiting)
 
 
 def _kafka_sender(settings: Settings) -> KafkaSender:

@@ -88,14 +88,14 @@ def verdict(checks: dict[str, Any], stuck_for: float, stuck_after: float) -> boo
 class Readiness:
     """What /ready reports, for one worker."""
 
-    def __init__(self, orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float) -> None:
+    def __init__(
+        self, orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float, probe: BrokerProbe
+    ) -> None:
         self.orch = orch
         self.routing_agent = routing_agent
         self.progress = progress
         self.stuck_after = stuck_after
-        self.probe = BrokerProbe(
-            orch.settings.bootstrap_servers, f"{orch.settings.app_id}-ready", orch.settings.kafka_security
-        )
+        self.probe = probe
 
     async def report(self) -> dict[str, Any]:
         app: faust.App = self.orch.app
@@ -123,13 +123,13 @@ class Readiness:
 
 
 def register_health_views(
-    orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float
+    orch: Orchestrator, routing_agent: Any, progress: ProgressWatch, stuck_after: float, probe: BrokerProbe
 ) -> Readiness:
     """/live, /ready and /health on the worker's web server. ``progress`` is fed by the routing
     agent itself: its stream acks by hand, so Faust's per-event sensor hooks never see an event
     leave it."""
     app = orch.app
-    readiness = Readiness(orch, routing_agent, progress, stuck_after)
+    readiness = Readiness(orch, routing_agent, progress, stuck_after, probe)
 
     @app.page("/live")
     class Live(web.View):

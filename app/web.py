@@ -11,19 +11,25 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from faust import web
 from pydantic import ValidationError
 
+from agents.backpressure import Thresholds
+from agents.config import RegistryConfig
 from agents.registry_fold import last_replica_leaving
 from app.access import AccessPolicy, access_middleware, admin_refusal, request_role
+from app.configs import registry_config, thresholds
 from bridge.names import bridge_states
 from core.context import Orchestrator
 from core.counters import sum_snapshots
+from core.settings import Settings
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics
+from frame_buffer_sdk.kafka_security import KafkaSecurity
 from frame_buffer_sdk.keys import backpressure_key
 from frame_buffer_sdk.models import (
     PROCESSOR_ID_RE,
@@ -40,6 +46,37 @@ READ_YOUR_WRITE_SECONDS = 10.0
 # Below the SDK's 10 s request timeout, so a slow fold never fails the draining heartbeat.
 DRAINING_WAIT_SECONDS = 5.0
 HEARTBEAT_STATUSES = frozenset({ProcessorStatus.HEALTHY.value, ProcessorStatus.DRAINING.value})
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the REST API, the backpressure report and the stats views read."""
+
+    app_id: str
+    bootstrap_servers: str
+    kafka_security: KafkaSecurity
+    topic_replication_factor: int
+    processor_partitions: int
+    processor_max_partitions: int
+    protected_priority: int
+    access: AccessPolicy
+    thresholds: Thresholds
+    registry: RegistryConfig
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebConfig:
+        return cls(
+            app_id=settings.app_id,
+            bootstrap_servers=settings.bootstrap_servers,
+            kafka_security=settings.kafka_security,
+            topic_replication_factor=settings.topic_replication_factor,
+            processor_partitions=settings.processor_partitions,
+            processor_max_partitions=settings.processor_max_partitions,
+            protected_priority=settings.protected_priority,
+            access=AccessPolicy.from_settings(settings),
+            thresholds=thresholds(settings),
+            registry=registry_config(settings),
+        )
 
 
 class BodyError(FrameBufferError):
@@ -84,8 +121,8 @@ def processor_json(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "topic": record["topic"], "consumer_group": record["consumer_group"]}
 
 
-def register_web(orch: Orchestrator) -> None:
-    app, settings, tables, topics = orch.app, orch.settings, orch.tables, orch.topics
+def register_web(orch: Orchestrator, config: WebConfig) -> None:
+    app, tables, topics = orch.app, orch.tables, orch.topics
 
     # Faust's production index also claims "/", which is the dashboard's. Its table,
     # router and stats views stay available under their prefixes.
@@ -93,10 +130,10 @@ def register_web(orch: Orchestrator) -> None:
         (prefix, bp) for prefix, bp in app.web.blueprints._enabled if "production_index" not in str(bp)
     ]
 
-    policy = AccessPolicy.from_settings(settings)
+    policy = config.access
     # The aiohttp driver's own application: Faust has no hook for middlewares.
     cast(Any, app.web).web_app.middlewares.append(access_middleware(policy))
-    if settings.api_token is None:
+    if policy.api_token is None:
         log.warning("API_TOKEN is not set: the REST API takes writes from loopback clients only")
 
     async def publish(event: ControlEvent) -> None:
@@ -127,8 +164,8 @@ def register_web(orch: Orchestrator) -> None:
             return unprocessable(view, exc.errors)
         except ValidationError as exc:
             return unprocessable(view, validation_errors(exc))
-        if spec.partitions is not None and spec.partitions > settings.processor_max_partitions:
-            message = f"at most {settings.processor_max_partitions} (PROCESSOR_MAX_PARTITIONS)"
+        if spec.partitions is not None and spec.partitions > config.processor_max_partitions:
+            message = f"at most {config.processor_max_partitions} (PROCESSOR_MAX_PARTITIONS)"
             return unprocessable(view, [{"field": "partitions", "message": message}])
         existing = tables.registry.get(spec.id)
         if kind == "update" and existing is None:
@@ -138,17 +175,17 @@ def register_web(orch: Orchestrator) -> None:
             refusal = admin_refusal(policy, request_role(request), own_move=restart)
             if refusal is not None:
                 return view.json({"detail": refusal.detail}, status=refusal.status)
-        topic = settings.ready_topic(spec.id)
+        topic = config.registry.names.ready_topic(spec.id)
         clash = find_collision(topic, {pid: r["topic"] for pid, r in tables.registry.items() if r and pid != spec.id})
         if clash is not None:
             detail = f"topic {topic!r} collides with processor {clash!r}'s ('.' and '_' are one to Kafka)"
             return view.json({"detail": detail, "errors": [{"field": "id", "message": detail}]}, status=409)
-        partitions = spec.partitions or (existing or {}).get("partitions") or settings.processor_partitions
+        partitions = spec.partitions or (existing or {}).get("partitions") or config.processor_partitions
         await ensure_topics(
-            settings.bootstrap_servers,
+            config.bootstrap_servers,
             [(topic, partitions)],
-            settings.topic_replication_factor,
-            security=settings.kafka_security,
+            config.topic_replication_factor,
+            security=config.kafka_security,
         )
         event = ControlEvent(kind=kind, processor_id=spec.id, spec=spec, replica=replica)  # type: ignore[arg-type]
         await publish(event)
@@ -192,7 +229,7 @@ def register_web(orch: Orchestrator) -> None:
             record = ProcessorRecord.model_validate(current)
             # One replica draining while siblings carry on must not stop routing to the id.
             draining = status == ProcessorStatus.DRAINING.value and last_replica_leaving(
-                record, replica, utcnow(), settings
+                record, replica, utcnow(), config.registry
             )
             if draining:
                 await publish(
@@ -265,7 +302,7 @@ def register_web(orch: Orchestrator) -> None:
     @app.page("/api/v1/backpressure")
     class Backpressure(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.json(await backpressure_report(orch))
+            return self.json(await backpressure_report(orch, config))
 
     @app.page("/api/v1/cameras/{camera_id}")
     class Camera(web.View):
@@ -299,8 +336,7 @@ def frame_stats(orch: Orchestrator) -> dict[str, Any]:
     return {**totals, "processors": processors, "at": datetime.now(UTC).isoformat()}
 
 
-async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
-    settings = orch.settings
+async def backpressure_report(orch: Orchestrator, config: WebConfig) -> dict[str, Any]:
     processors: dict[str, Any] = {}
     for pid, raw in orch.tables.registry.items():
         if not raw:
@@ -323,11 +359,11 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
     router: dict[str, Any] = {"level": "NORMAL", "lag": 0, "partitions": {}}
     bridges: list[dict[str, Any]] = []
     try:
-        raw_router = await orch.redis.get(backpressure_key(settings.app_id))
+        raw_router = await orch.redis.get(backpressure_key(config.app_id))
         if raw_router:
             data = json.loads(raw_router)
             router = {"level": data.get("level"), "lag": data.get("router_lag"), "partitions": data.get("partitions")}
-        bridges = await bridge_states(orch.redis, settings.app_id)
+        bridges = await bridge_states(orch.redis, config.app_id)
     except Exception as exc:  # the report still answers without Redis, saying so
         router["error"] = f"redis unavailable: {exc}"
     return {
@@ -337,10 +373,10 @@ async def backpressure_report(orch: Orchestrator) -> dict[str, Any]:
         "dead_lettered": stats["dead_lettered"],
         "bridges": sorted(bridges, key=lambda b: str(b.get("consumer"))),
         "thresholds": {
-            "elevated": settings.bp_elevated,
-            "high": settings.bp_high,
-            "critical": settings.bp_critical,
-            "hysteresis": settings.bp_hysteresis,
-            "protected_priority": settings.protected_priority,
+            "elevated": config.thresholds.elevated,
+            "high": config.thresholds.high,
+            "critical": config.thresholds.critical,
+            "hysteresis": config.thresholds.hysteresis,
+            "protected_priority": config.protected_priority,
         },
     }

@@ -20,9 +20,9 @@ import sys
 
 import redis.asyncio as aioredis
 
-from bench.procs import Child
 from bench.receivers import KafkaReceivers, StreamReceivers
 from bench.scenarios import BenchEnv, System, processor_id
+from devtools.processes import ChildProcess
 from frame_buffer_sdk.kafka import ensure_topics
 
 PROCESSOR_PARTITIONS = 4
@@ -102,7 +102,7 @@ class NullPipeline(_KafkaExit):
             [(captured, CAPTURED_PARTITIONS), *((t, PROCESSOR_PARTITIONS) for t in self.topics.values())],
         )
         py = [sys.executable, "-m", "bench.stages"]
-        bridge = Child(
+        bridge = ChildProcess(
             "null-bridge",
             [
                 *py,
@@ -118,11 +118,11 @@ class NullPipeline(_KafkaExit):
                 "--topic",
                 captured,
             ],
-            _env(),
+            None,
             env.log_dir,
         )
         routes = [f"--route={cap}={topic}" for cap, topic in self.topics.items()]
-        router = Child(
+        router = ChildProcess(
             "null-router",
             [
                 *py,
@@ -135,7 +135,7 @@ class NullPipeline(_KafkaExit):
                 f"{env.ns}-router",
                 *routes,
             ],
-            _env(),
+            None,
             env.log_dir,
         )
         self.children += [bridge, router]
@@ -153,7 +153,7 @@ class RedisFanout(_StreamExit):
     async def start(self) -> None:
         env = self.env
         stream = f"{env.ns}:capture"
-        fanout = Child(
+        fanout = ChildProcess(
             "fanout",
             [
                 sys.executable,
@@ -169,16 +169,10 @@ class RedisFanout(_StreamExit):
                 "--target",
                 self.stream_template,
             ],
-            _env(),
+            None,
             env.log_dir,
         )
         self.children.append(fanout)
         fanout.start()
         await self.receivers.start()
         await self.start_loadgen("redis", env.redis_url, stream)
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

@@ -14,6 +14,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.settings import load_settings
 from devtools.devstack import DevStack
@@ -65,7 +66,7 @@ async def bench(kafka_url: str, redis_url: str, entries: int, batch: int, camera
     redis = aioredis.from_url(redis_url)
     try:
         await _fill(redis, settings.capture_stream, entries, cameras)
-        bridge = Bridge.from_settings(settings, consumer="bench")
+        bridge = Bridge(bridge_config(settings), consumer="bench")
         await bridge.start()
         started, cpu_started = time.perf_counter(), time.process_time()
         serving = asyncio.create_task(bridge.serve())

@@ -19,11 +19,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.procs import Child
 from bench.receivers import KafkaReceivers
 from bench.scenarios import BenchEnv, System, processor_id
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import ProcessorSpec
 
@@ -36,11 +36,6 @@ STATEFUL_CAPABILITIES = frozenset({"ocr"})
 
 class PipelineUnavailable(RuntimeError):
     """A service of our pipeline is not there to run."""
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a service needs to run with exactly these settings."""
-    return settings.as_env()
 
 
 def require_services() -> None:
@@ -121,7 +116,7 @@ class OurPipeline(System):
         await self.start_routing()
         s0 = self.settings[0]
         await self.receivers.start()
-        bridge = Child("bridge", [sys.executable, "-m", "app.cli", "bridge"], settings_env(s0), self.env.log_dir)
+        bridge = ChildProcess("bridge", [sys.executable, "-m", "app.cli", "bridge"], settings_env(s0), self.env.log_dir)
         self.children.append(bridge)
         bridge.start()
         await self.start_loadgen("redis", self.env.redis_url, s0.capture_stream)
@@ -132,7 +127,7 @@ class OurPipeline(System):
         s0 = self.settings[0]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         for i, settings in enumerate(self.settings):
-            worker = Child(f"worker-{i}", self.worker_argv, settings_env(settings), self.env.log_dir)
+            worker = ChildProcess(f"worker-{i}", self.worker_argv, settings_env(settings), self.env.log_dir)
             self.children.append(worker)
             worker.start()
         await asyncio.gather(*(self._wait_healthy(i) for i in range(self.workers)))
@@ -154,7 +149,7 @@ class OurPipeline(System):
                     if resp.status == 200:
                         return
             await asyncio.sleep(0.25)
-        raise RuntimeError(f"worker-{index} not healthy within {limit:.0f} s:\n{self.children[index].log_tail()}")
+        raise RuntimeError(f"worker-{index} not healthy within {limit:.0f} s:\n{self.children[index].tail(30)}")
 
     async def _register(self, cap: str, pid: str) -> None:
         spec = ProcessorSpec.model_validate(

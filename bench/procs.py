@@ -1,8 +1,8 @@
-"""Child processes of a benchmark: services under test and the load generator.
+"""The load generator of a benchmark, a child process driven one JSON command per line.
 
-Each child runs in a session of its own and is stopped by its own pid (SIGTERM, then
-SIGKILL), so nothing else on the machine is touched. Peak memory is read from
-``/proc/<pid>/status`` (VmHWM) while the child is still alive.
+The services under test are ``devtools.processes.ChildProcess``es: each runs in a session
+of its own and is stopped by its own group (SIGTERM, then SIGKILL), so nothing else on the
+machine is touched.
 """
 
 from __future__ import annotations
@@ -10,80 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """VmHWM of a live process in MiB; None when the process is gone or /proc is not there."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
-
-
-class Child:
-    """A service under test, logging to a file of its own."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "start() first"
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log tail:\n{self.log_tail()}")
-
-    def peak_rss_mb(self) -> float | None:
-        return peak_rss_mb(self.pid) if self.alive() else None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 class LoadGen:

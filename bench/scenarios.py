@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.procs import Child, LoadGen
+from bench.procs import LoadGen
 from bench.receivers import Recorder
+from devtools.processes import ChildProcess
 from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class System(abc.ABC):
     def __init__(self, env: BenchEnv) -> None:
         self.env = env
         self.recorder = Recorder()
-        self.children: list[Child] = []
+        self.children: list[ChildProcess] = []
         self._loadgen: LoadGen | None = None
 
     @property
@@ -88,7 +89,7 @@ class System(abc.ABC):
 
     def stop_children(self) -> None:
         for child in reversed(self.children):
-            child.stop()
+            child.stop(timeout=15.0)
 
     def peak_rss_mb(self) -> dict[str, float | None]:
         return {child.name: child.peak_rss_mb() for child in self.children}

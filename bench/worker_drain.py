@@ -31,12 +31,12 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from bench.frames import capability_of, flat_fields
 from bench.pipeline import OurPipeline
-from bench.procs import peak_rss_mb
 from bench.scenarios import BenchEnv
 from core import envelope
 from core.parsing import parse_entry
 from core.settings import load_settings
 from devtools.devstack import DevStack
+from devtools.processes import peak_rss_mb
 from frame_buffer_sdk.errors import or_exit
 from frame_buffer_sdk.kafka_security import PLAINTEXT, KafkaSecurity
 
@@ -126,7 +126,7 @@ async def drain(
                 env.bootstrap, s0.captured_topic, frame_records("warm", warmup, env, parts, per_record), security
             )
             await _wait_routed(system, warmup, limit)
-            proc = system.children[0].proc
+            proc = system.children[0].popen
             assert proc is not None
             spy = _start_py_spy(proc, py_spy) if py_spy else None
             records = frame_records("drain", frames, env, parts, per_record)

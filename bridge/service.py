@@ -37,7 +37,7 @@ from bridge.throttle import STATE_GAUGE, Action, State, decide, parse_level
 from core import envelope, metrics
 from core.levels import Level
 from core.parsing import parse_entry
-from core.settings import Settings
+from core.process import ProcessConfig
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.heap import freeze_long_lived
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
@@ -148,11 +148,6 @@ class Bridge:
     def request_stop(self) -> None:
         """Finish the batch in flight, then return from serve(). Safe from a signal handler."""
         self._stop.set()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> Bridge:
-        """The bridge the orchestrator's settings describe (``kwargs``: those of ``__init__``)."""
-        return cls(BridgeConfig.from_settings(settings), **kwargs)
 
     async def start(self) -> None:
         """Wait for Redis and Kafka (start order of the services does not matter), then set up."""
@@ -547,20 +542,18 @@ def _set_delivered(spans: list[Span], metadata: Any) -> None:
             span.set_attribute("messaging.destination.partition.id", str(partition))
 
 
-def run_bridge(settings: Settings) -> None:
+def run_bridge(config: BridgeConfig, process: ProcessConfig) -> None:
     """The bridge process: serve until SIGTERM/SIGINT, finish the batch in flight, exit."""
-    setup_logging(settings.log_level)
-    provider = setup_tracing(
-        settings.service_name("bridge"), settings.otel_exporter_otlp_endpoint, settings.otel_sampling_ratio
-    )
-    if settings.bridge_metrics_port:
+    setup_logging(process.log_level)
+    provider = setup_tracing(process.service_name, process.otel_exporter_otlp_endpoint, process.otel_sampling_ratio)
+    if process.metrics_port:
         metrics.export_build_info("bridge")
-        if settings.metrics_v1_aliases:
+        if process.metrics_v1_aliases:
             metrics.register_v1_aliases()
-        start_http_server(settings.bridge_metrics_port, addr=settings.metrics_host)
+        start_http_server(process.metrics_port, addr=process.metrics_host)
     freeze_long_lived("bridge start")
     try:
-        asyncio.run(_serve_until_signalled(settings))
+        asyncio.run(_serve_until_signalled(config, process.shutdown_grace_seconds))
     finally:
         if provider is not None:
             provider.shutdown()
@@ -582,10 +575,10 @@ async def _deliveries(flights: list[_InFlight], within: float) -> list[Any]:
     return results
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
-    bridge = Bridge.from_settings(settings)
+async def _serve_until_signalled(config: BridgeConfig, grace_seconds: float) -> None:
+    bridge = Bridge(config)
     try:
-        with stop_on_signals(bridge.request_stop, f"bridge {bridge.consumer}", settings.shutdown_grace_seconds):
+        with stop_on_signals(bridge.request_stop, f"bridge {bridge.consumer}", grace_seconds):
             await bridge.serve()
     finally:
         await bridge.close()

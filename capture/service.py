@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from capture.config import CaptureConfig
 from capture.entry import entry_fields, frame_buffer_key, new_frame_id
 from capture.reader import CameraReader, CapturedFrame, ReaderConfig
 from capture.sources import CameraSource, check_unique
@@ -38,7 +39,7 @@ from core.metrics import (
     export_build_info,
     register_v1_aliases,
 )
-from core.settings import Settings
+from core.process import ProcessConfig
 from frame_buffer_sdk.keys import latest_frames_key
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.shutdown import stop_on_signals
@@ -254,7 +255,8 @@ def _stats(camera: _Camera) -> dict[str, Any]:
 
 
 def run_video_capture(
-    settings: Settings,
+    config: CaptureConfig,
+    process: ProcessConfig,
     sources: list[CameraSource],
     *,
     fmt: str = "bgr24",
@@ -264,22 +266,22 @@ def run_video_capture(
 ) -> int:
     """The capture process for real cameras: until ``duration`` is over, SIGTERM/SIGINT, or every
     file source ended; returns the frames published."""
-    setup_logging(settings.log_level)
+    setup_logging(process.log_level)
     capture = VideoCapture(
-        aioredis.from_url(settings.redis_url),
-        settings.capture_stream,
+        aioredis.from_url(config.redis_url),
+        config.capture_stream,
         sources,
         reader=ReaderConfig(fmt=fmt, jpeg_quality=jpeg_quality),
-        frame_ttl=settings.frame_ttl_seconds,
+        frame_ttl=config.frame_ttl_seconds,
         maxlen=maxlen,
-        latest_key=latest_frames_key(settings.app_id),
+        latest_key=latest_frames_key(config.app_id),
     )
-    if settings.capture_metrics_port:
+    if process.metrics_port:
         export_build_info("capture")
-        if settings.metrics_v1_aliases:
+        if process.metrics_v1_aliases:
             register_v1_aliases()
-        start_http_server(settings.capture_metrics_port, addr=settings.metrics_host)
-    return asyncio.run(_until_signalled(capture, duration, settings.shutdown_grace_seconds))
+        start_http_server(process.metrics_port, addr=process.metrics_host)
+    return asyncio.run(_until_signalled(capture, duration, process.shutdown_grace_seconds))
 
 
 async def _until_signalled(capture: VideoCapture, duration: float | None, grace: float) -> int:

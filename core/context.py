@@ -12,8 +12,8 @@ import faust
 import redis.asyncio as aioredis
 
 from core.counters import FrameCounters
-from core.settings import Settings
 from core.topics import Topics
+from frame_buffer_sdk.redis_connection import RedisConnection
 
 
 @dataclass
@@ -29,7 +29,8 @@ class Tables:
 @dataclass
 class Orchestrator:
     app: faust.App
-    settings: Settings
+    # How to reach Redis; the client is made on first use.
+    redis_connection: RedisConnection
     topics: Topics
     tables: Tables
     counters: FrameCounters = field(default_factory=FrameCounters)
@@ -40,7 +41,7 @@ class Orchestrator:
     @property
     def redis(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = self.settings.redis.client(socket_timeout=5)
+            self._redis = self.redis_connection.client(socket_timeout=5)
         return self._redis
 
     async def close(self) -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +30,8 @@ from typing import Any, TextIO
 
 from capture.demo import write_demo_video
 from core.settings import Settings
-from devtools.devstack import DevStack, DevStackError, dies_with_parent, free_port
+from devtools.devstack import DevStack, DevStackError, free_port
+from devtools.processes import ChildProcess, settings_env
 from devtools.progress import ChildStatus, Poll, ProgressView
 from frame_buffer_sdk.errors import FrameBufferError
 
@@ -71,11 +70,6 @@ class DevError(FrameBufferError, RuntimeError):
     """The pipeline could not be brought up; the message says which part and where its log is."""
 
 
-def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a child needs to run with exactly these settings (env var = field upper-cased)."""
-    return settings.as_env(base)
-
-
 def dev_settings(base: Settings, kafka_url: str, redis_url: str, data_dir: Path) -> Settings:
     """The user's settings on the dev stack, with group timeouts short enough for a quick start."""
     values = base.model_dump()
@@ -108,75 +102,16 @@ def port_free(port: int) -> bool:
     return True
 
 
-@dataclass
-class Child:
-    """One service process; its own session, so its whole group can be signalled."""
-
-    name: str
-    role: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    stopping: bool = False
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                # A dev that dies any way at all (the terminal closed, SIGKILL) takes its services
-                # with it; TERM lets them stop cleanly, and each is gone within its own grace.
-                dies_with_parent(self.argv, "TERM"),
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def status(self) -> ChildStatus:
-        code = self.returncode
-        pid = self.proc.pid if self.proc is not None else None
-        if self.proc is None:
-            state = "not started"
-        elif code is None:
-            state = "stopping" if self.stopping else "running"
-        else:
-            state = f"exited {code}"
-        return ChildStatus(self.name, pid, state, self.log)
-
-    def signal_group(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signum)
-
-    def terminate(self) -> None:
-        self.stopping = True
-        self.signal_group(signal.SIGTERM)
-
-    def wait_stopped(self, grace: float, force: threading.Event) -> int | None:
-        """Wait up to grace after terminate() (less once force is set), then SIGKILL the whole group."""
-        if self.proc is None:
-            return None
-        deadline = time.monotonic() + grace
-        while self.proc.poll() is None and time.monotonic() < deadline and not force.is_set():
-            time.sleep(0.1)
-        if self.proc.poll() is None:
-            self.signal_group(signal.SIGKILL)
-        code = self.proc.wait()
-        # The group may hold grandchildren that outlived their parent.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        return code
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+def child_status(child: ChildProcess) -> ChildStatus:
+    """One child as the progress view shows it."""
+    code = child.returncode
+    if child.popen is None:
+        state = "not started"
+    elif code is None:
+        state = "stopping" if child.stopping else "running"
+    else:
+        state = f"exited {code}"
+    return ChildStatus(child.name, child.popen.pid if child.popen is not None else None, state, child.log_path)
 
 
 def get_json(url: str, timeout: float = 1.0, token: str | None = None) -> Any:
@@ -224,7 +159,7 @@ class DevRun:
     log_dir: Path
     view: ProgressView
     signals: Signals
-    children: list[Child] = field(default_factory=list)
+    children: list[ChildProcess] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     # Chosen up front so the view can show every /metrics URL before the services start.
     bridge_metrics_port: int = field(default_factory=free_port)
@@ -260,27 +195,25 @@ class DevRun:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.options.web_port}"
 
-    def _child(self, name: str, role: str, args: list[str], **overrides: Any) -> Child:
-        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        child = Child(
-            name=name,
-            role=role,
-            argv=[sys.executable, "-m", "app.cli", *args],
-            env=settings_env(settings),
-            log=self.log_dir / f"{name}.log",
+    def _child(self, name: str, role: str, args: list[str], **overrides: Any) -> ChildProcess:
+        argv = [sys.executable, "-m", "app.cli", *args]
+        # A dev that dies any way at all (the terminal closed, SIGKILL) takes its services
+        # with it; TERM lets them stop cleanly, and each is gone within its own grace.
+        child = ChildProcess(
+            name, argv, settings_env(self.settings, **overrides), self.log_dir, role=role, pdeathsig="TERM"
         )
         self.children.append(child)
         child.start()
-        self.view.note(f"started {name} (pid {child.status().pid}), log {child.log}")
+        self.view.note(f"started {name} (pid {child.pid}), log {child.log_path}")
         return child
 
-    def _wait(self, what: str, done: Callable[[], bool], timeout: float, watch: list[Child]) -> bool:
+    def _wait(self, what: str, done: Callable[[], bool], timeout: float, watch: list[ChildProcess]) -> bool:
         """Wait for done(); False on Ctrl-C. A watched child exiting is an error naming its log."""
         deadline = time.monotonic() + timeout
         while not done():
             for child in watch:
                 if child.returncode is not None:
-                    raise DevError(f"{child.name} exited with {child.returncode} while {what}:\n{child.tail()}")
+                    raise DevError(f"{child.name} exited with {child.returncode} while {what}:\n{child.tail(15)}")
             if time.monotonic() > deadline:
                 raise DevError(f"timed out after {timeout:.0f} s {what}; logs in {self.log_dir}")
             if self.signals.stop.wait(0.25):
@@ -375,11 +308,11 @@ class DevRun:
         while True:
             now = time.monotonic()
             elapsed = now - started
-            self.view.update(now, elapsed, self.poll(), [c.status() for c in self.children])
+            self.view.update(now, elapsed, self.poll(), [child_status(c) for c in self.children])
             for child in self.children:
                 if child.returncode is not None and child.name not in self.crashed:
                     self.crashed.append(child.name)
-                    self.view.note(f"{child.name} exited with {child.returncode}; log {child.log}")
+                    self.view.note(f"{child.name} exited with {child.returncode}; log {child.log_path}")
             if self.options.duration is not None and elapsed >= self.options.duration:
                 return
             if self.signals.stop.wait(max(0.0, 1.0 - (time.monotonic() - now))):

@@ -18,16 +18,15 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.processes import ChildProcess
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.redis_connection import split_password
 
@@ -90,38 +89,18 @@ def redis_binary() -> str:
     return str(get_binary_path())
 
 
-def dies_with_parent(argv: list[str], signal_name: str = "KILL") -> list[str]:
-    """``argv`` made to receive SIG``signal_name`` when the process (thread) that started it dies.
-
-    stop() and the atexit hook cover every ordinary exit; this covers a pytest or `make dev`
-    that is itself SIGKILLed, which would otherwise leave its broker and Redis running.
-    Uses setpriv (util-linux) where there is one; elsewhere servers only stop on clean exits.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or not sys.platform.startswith("linux"):
-        return argv
-    return [setpriv, "--pdeathsig", signal_name, "--", *argv]
-
-
 @dataclass
 class _Started:
     """Something this stack started, with the way to stop it."""
 
     name: str
-    proc: subprocess.Popen[bytes] | None = None
+    proc: ChildProcess | None = None
     container: Any = None
     workdir: str | None = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            self.proc.stop(timeout=5)
         if self.container is not None:
             with contextlib.suppress(Exception):
                 self.container.stop()
@@ -256,16 +235,10 @@ class DevStack:
         return f"redis://127.0.0.1:{port}/0", kind
 
     def _spawn(self, name: str, argv: list[str], workdir: str | None = None) -> subprocess.Popen[bytes]:
+        # A session of its own, so stop() reaches any children and Ctrl-C in a terminal
+        # does not kill the servers before the services using them drained.
         log_path = Path(tempfile.gettempdir()) / f"frame-devstack-{name}-{os.getpid()}.log"
-        with open(log_path, "ab") as log_file:
-            # A process group of its own, so stop() reaches any children and Ctrl-C in a
-            # terminal does not kill the servers before the services using them drained.
-            proc = subprocess.Popen(
-                dies_with_parent(argv),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._started.append(_Started(name, proc=proc, workdir=workdir))
-        return proc
+        child = ChildProcess(name, argv, None, log_path.parent, log_path=log_path, pdeathsig="KILL").start()
+        self._started.append(_Started(name, proc=child, workdir=workdir))
+        assert child.popen is not None
+        return child.popen

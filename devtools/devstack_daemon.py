@@ -57,7 +57,7 @@ def alive(pid: int) -> bool:
 
 def _server_pids(stack: DevStack) -> list[int]:
     # The supervisor is the only owner of these pids; down uses them only if it died.
-    return [s.proc.pid for s in stack._started if s.proc is not None]
+    return [s.proc.pid for s in stack._started if s.proc is not None and s.proc.popen is not None]
 
 
 def serve(env_file: Path) -> None:

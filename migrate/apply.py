@@ -14,9 +14,9 @@ from datetime import timedelta
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from core.settings import Settings
 from frame_buffer_sdk.keys import migration_marker_key
 from frame_buffer_sdk.models import ControlEvent, ProcessorStatus, utcnow
+from migrate.config import MigrateConfig
 from migrate.plan import Plan, Snapshot
 
 # The consumer v1's pending entries are handed to: no bridge reads as it, so every bridge's
@@ -55,13 +55,13 @@ async def apply_redis(p: Plan, snap: Snapshot, redis: Redis, app_id: str) -> Non
             await tx.execute()
 
 
-async def convert_dead_letters(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
-    key = migration_marker_key(settings.app_id)
+async def convert_dead_letters(p: Plan, config: MigrateConfig, producer: AIOKafkaProducer, redis: Redis) -> None:
+    key = migration_marker_key(config.app_id)
     for start in range(0, len(p.dead_letters), BATCH):
         chunk = p.dead_letters[start : start + BATCH]
         futures = [
             await producer.send(
-                settings.dead_letter_topic,
+                config.dead_letter_topic,
                 value=letter.model_dump_json().encode(),
                 key=(letter.frame_id or letter.camera_id or "").encode(),
             )
@@ -71,10 +71,10 @@ async def convert_dead_letters(p: Plan, settings: Settings, producer: AIOKafkaPr
         await redis.hset(key, "dlq_through", chunk[-1].stream_id or "")  # type: ignore[misc]
 
 
-async def register_processors(p: Plan, settings: Settings, producer: AIOKafkaProducer, redis: Redis) -> None:
+async def register_processors(p: Plan, config: MigrateConfig, producer: AIOKafkaProducer, redis: Redis) -> None:
     # As if it registered over REST, but with its last heartbeat long gone: the health monitor
     # sees it unhealthy at once, and only heartbeats from the processor itself bring it back.
-    stale = utcnow() - timedelta(seconds=settings.heartbeat_interval * settings.heartbeat_misses + 1)
+    stale = utcnow() - timedelta(seconds=config.heartbeat_interval * config.heartbeat_misses + 1)
     futures = []
     for spec in p.processors:
         events = [
@@ -85,12 +85,10 @@ async def register_processors(p: Plan, settings: Settings, producer: AIOKafkaPro
         ]
         for event in events:
             futures.append(
-                await producer.send(
-                    settings.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode()
-                )
+                await producer.send(config.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode())
             )
     await asyncio.gather(*futures)
-    await redis.hset(migration_marker_key(settings.app_id), "registry_done", "1")  # type: ignore[misc]
+    await redis.hset(migration_marker_key(config.app_id), "registry_done", "1")  # type: ignore[misc]
 
 
 async def finish(redis: Redis, app_id: str, report_text: str) -> None:

@@ -35,8 +35,8 @@ from core.metrics import (
     RELAY_STREAM_UNREAD,
     RELAY_XADD_ERRORS,
 )
-from core.settings import Settings
 from frame_buffer_sdk.models import DeadLetter, RoutedFrame
+from relay.config import RelayConfig
 from relay.fields import DETEKTR_GROUP, stream_fields
 from relay.queues import Queue
 
@@ -68,10 +68,10 @@ def _header(record: Record, name: str) -> str | None:
 
 
 class Delivery:
-    """Mirrors ``settings.ready_topic(queue.processor_id)`` into ``queue.stream`` until ``stop`` is set."""
+    """Mirrors ``config.names.ready_topic(queue.processor_id)`` into ``queue.stream`` until ``stop`` is set."""
 
-    def __init__(self, settings: Settings, queue: Queue, redis: Redis, producer: AIOKafkaProducer) -> None:
-        self.settings = settings
+    def __init__(self, config: RelayConfig, queue: Queue, redis: Redis, producer: AIOKafkaProducer) -> None:
+        self.config = config
         self.queue = queue
         self.redis = redis
         self.producer = producer
@@ -94,13 +94,13 @@ class Delivery:
         return 0
 
     async def run(self) -> None:
-        s, pid = self.settings, self.queue.processor_id
+        s, pid = self.config, self.queue.processor_id
         await ensure_stream_group(self.redis, self.queue.stream)
         consumer = AIOKafkaConsumer(
             **s.kafka_security.client_kwargs(),
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"relay-{pid}-{socket.gethostname()}-{os.getpid()}",
-            group_id=s.processor_group(pid),
+            group_id=s.names.processor_group(pid),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_BATCH,
@@ -109,9 +109,9 @@ class Delivery:
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
-        consumer.subscribe([s.ready_topic(pid)])
+        consumer.subscribe([s.names.ready_topic(pid)])
         await consumer.start()
-        log.info("relay: %s -> Redis stream %s (group %s)", s.ready_topic(pid), self.queue.stream, DETEKTR_GROUP)
+        log.info("relay: %s -> Redis stream %s (group %s)", s.names.ready_topic(pid), self.queue.stream, DETEKTR_GROUP)
         try:
             while not self.stop.is_set():
                 await self._step(consumer)
@@ -197,5 +197,5 @@ class Delivery:
             raw={"value": (record.value or b"").decode("utf-8", "replace")[:16_384]},
         )
         return await self.producer.send(
-            self.settings.dead_letter_topic, key=record.key or b"", value=letter.model_dump_json().encode()
+            self.config.dead_letter_topic, key=record.key or b"", value=letter.model_dump_json().encode()
         )

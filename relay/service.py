@@ -18,10 +18,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import start_http_server
 
 from core.metrics import export_build_info, register_v1_aliases
-from core.settings import Settings
+from core.process import ProcessConfig
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
 from frame_buffer_sdk.shutdown import stop_on_signals
+from relay.config import RelayConfig
 from relay.delivery import Delivery
 from relay.queues import Queue, processor_key, queue_of, registry_changelog
 
@@ -34,9 +35,9 @@ MAX_RESTART_SECONDS = 30.0
 
 
 class Relay:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.redis = settings.redis.client()
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.redis = config.redis.client()
         self.queues: dict[str, Queue] = {}
         self.deliveries: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
         self._restarts: dict[str, tuple[float, float]] = {}  # processor id -> (not before, next backoff)
@@ -53,7 +54,7 @@ class Relay:
 
     async def serve(self) -> None:
         """Until request_stop(): follow the registry, start and stop deliveries."""
-        s = self.settings
+        s = self.config
         security = s.kafka_security
         await ensure_topics(
             s.bootstrap_servers,
@@ -111,7 +112,7 @@ class Relay:
 
     def _start(self, queue: Queue) -> None:
         assert self._producer is not None
-        delivery = Delivery(self.settings, queue, self.redis, self._producer)
+        delivery = Delivery(self.config, queue, self.redis, self._producer)
         task = asyncio.create_task(delivery.run(), name=f"relay-{queue.processor_id}")
         self.deliveries[queue.processor_id] = (delivery, task)
 
@@ -144,28 +145,28 @@ class Relay:
             await self._stop_delivery(pid)
 
 
-def run_relay(settings: Settings) -> None:
+def run_relay(config: RelayConfig, process: ProcessConfig) -> None:
     """The relay process: serve until SIGTERM/SIGINT, finish the batches in flight, exit."""
-    setup_logging(settings.log_level)
-    serve_metrics(settings)
-    asyncio.run(_serve_until_signalled(settings))
+    setup_logging(process.log_level)
+    serve_metrics(process)
+    asyncio.run(_serve_until_signalled(config, process.shutdown_grace_seconds))
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
-    relay = Relay(settings)
+async def _serve_until_signalled(config: RelayConfig, grace_seconds: float) -> None:
+    relay = Relay(config)
     try:
-        with stop_on_signals(relay.request_stop, "relay", settings.shutdown_grace_seconds):
+        with stop_on_signals(relay.request_stop, "relay", grace_seconds):
             await relay.serve()
     finally:
         await relay.close()
 
 
-def serve_metrics(settings: Settings) -> None:
+def serve_metrics(process: ProcessConfig) -> None:
     """/metrics of the relay on RELAY_METRICS_PORT (0: none), as the bridge serves its own."""
-    if not settings.relay_metrics_port:
+    if not process.metrics_port:
         return
     export_build_info("relay")
-    if settings.metrics_v1_aliases:
+    if process.metrics_v1_aliases:
         register_v1_aliases()
-    start_http_server(settings.relay_metrics_port, addr=settings.metrics_host)
-    log.info("relay: serving /metrics on %s:%d", settings.metrics_host, settings.relay_metrics_port)
+    start_http_server(process.metrics_port, addr=process.metrics_host)
+    log.info("relay: serving /metrics on %s:%d", process.metrics_host, process.metrics_port)

@@ -65,8 +65,3 @@ def make_settings(stack: DevStack, unique: str, tmp_path: Any) -> Any:
         return Settings(**values)
 
     return factory
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess needs to run with exactly these settings."""
-    return settings.as_env()

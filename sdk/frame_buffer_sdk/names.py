@@ -7,6 +7,7 @@ Kafka refuses a topic whose name differs from an existing one only by '.' versus
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MAX_TOPIC_LENGTH = 249
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -24,3 +25,17 @@ def find_collision(topic: str, others: dict[str, str]) -> str | None:
         if other != topic and collision_key(other) == key:
             return owner
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorNames:
+    """Each processor's own topic and consumer group, made from the two prefixes."""
+
+    ready_topic_prefix: str
+    processor_group_prefix: str
+
+    def ready_topic(self, processor_id: str) -> str:
+        return f"{self.ready_topic_prefix}{processor_id}"
+
+    def processor_group(self, processor_id: str) -> str:
+        return f"{self.processor_group_prefix}{processor_id}"

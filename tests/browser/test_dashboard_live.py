@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -25,10 +24,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from core.settings import Settings
+from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import FrameEvent
 from tests.browser.conftest import REPO_ROOT
-from tests.conftest import TEST_API_TOKEN, env_of
+from tests.conftest import TEST_API_TOKEN
 
 if TYPE_CHECKING:  # Playwright is imported only where a browser runs: without it, the tests skip
     from tests.browser.pages import Browser
@@ -48,11 +48,10 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @dataclass
 class Worker:
     url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+    proc: ChildProcess
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        return self.proc.log_path.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture
@@ -60,25 +59,18 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     """A worker process of its own, as `frame-orchestrator worker` runs it."""
     cli = Path(sys.executable).with_name("frame-orchestrator")
     argv = [str(cli), "worker"] if cli.exists() else [sys.executable, "-m", "app.main"]
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, env=env_of(settings), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    proc = ChildProcess("worker", argv, settings_env(settings), tmp_path, cwd=REPO_ROOT).start()
     try:
-        yield Worker(f"http://127.0.0.1:{settings.web_port}", proc, log_path)
+        yield Worker(f"http://127.0.0.1:{settings.web_port}", proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        proc.stop(timeout=20)
 
 
 async def _wait_ready(http: aiohttp.ClientSession, worker: Worker) -> None:
     deadline = time.monotonic() + WORKER_READY_TIMEOUT
     last = "no answer"
     while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
+        if not worker.proc.alive():
             raise AssertionError(f"the worker exited with {worker.proc.returncode}:\n{worker.log_tail()}")
         with contextlib.suppress(aiohttp.ClientError):
             async with http.get(f"{worker.url}/health") as resp:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
+from app.configs import bridge_config
 from bridge.names import bridge_states
 from bridge.service import Bridge
 from core.settings import Settings
@@ -25,7 +26,7 @@ async def scans(redis: aioredis.Redis) -> int:
 async def test_bridge_states_are_read_from_the_index_without_a_scan(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(bridge_block_ms=100)
     redis = aioredis.from_url(settings.redis_url)
-    bridge = Bridge.from_settings(settings, consumer="indexed")
+    bridge = Bridge(bridge_config(settings), consumer="indexed")
     task = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: _listed(redis, settings), 20, "the bridge's state listed")

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from app.configs import bridge_config
 from bridge.poison import POISON_REASON
 from bridge.service import Bridge
 from core.settings import Settings
@@ -38,7 +39,7 @@ async def test_an_entry_of_control_bytes_is_dead_lettered_and_newer_entries_are_
     good = [valid(f"cam-{n % 5}", n, f"ok-{n}") for n in range(1000)]
     await xadd_all(redis_client, settings.capture_stream, [bad, *good])
 
-    async with serving(Bridge.from_settings(settings, consumer="wedge")) as bridge:
+    async with serving(Bridge(bridge_config(settings), consumer="wedge")) as bridge:
         await wait_until(lambda: bridge.mirrored_total >= 1000, 60, "1,000 good entries mirrored")
         await wait_until(lambda: bridge.dead_lettered_total >= 1, 10, "the bad entry dead-lettered")
         await wait_until(nothing_pending(redis_client, settings), 10, "nothing pending")
@@ -66,7 +67,7 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_as_poison(
     await redis_client.xreadgroup(group, consumer, {stream: ">"}, count=1)
     await xadd_all(redis_client, stream, [valid("cam-q", n, f"new-{n}") for n in range(100)])
 
-    async with serving(Bridge.from_settings(settings, consumer=consumer)) as bridge:
+    async with serving(Bridge(bridge_config(settings), consumer=consumer)) as bridge:
         await wait_until(lambda: bridge.mirrored_total >= 101, 60, "the other entries mirrored")
         await wait_until(lambda: bridge.dead_lettered_total >= 1, 10, "the poison pill dead-lettered")
         await wait_until(nothing_pending(redis_client, settings), 10, "nothing pending")

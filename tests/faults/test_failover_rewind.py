@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.failover import commit_as_admin, reroute_backlog
+from app.configs import failover_config
 from core.settings import Settings
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import ProcessorRecord
@@ -46,9 +46,7 @@ async def test_a_stale_remembered_end_is_not_committed_over_a_newer_offset(
             id=pid, capabilities=["motion"], topic=topic, consumer_group=group, last_heartbeat=now, registered_at=now
         )
         moved_to = {tp: 100}
-        orch = SimpleNamespace(settings=settings)
-
-        moved, committed = await reroute_backlog(orch, record, moved_to)  # type: ignore[arg-type]
+        moved, committed = await reroute_backlog(failover_config(settings), record, moved_to)
 
         offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
         assert offsets[tp].offset == 5_000

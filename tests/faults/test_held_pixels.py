@@ -69,7 +69,7 @@ async def test_a_held_protected_frame_keeps_its_pixels_past_the_capture_ttl(
     worker: tuple[WorkerApp, Sent, aioredis.Redis],
 ) -> None:
     built, sent, redis = worker
-    s = built.orch.settings
+    s = built.settings
     key = f"px:{s.app_id}:vip"
     await redis.set(key, b"pixels", ex=TTL)
     built.router.update_view(CRITICAL)
@@ -92,7 +92,7 @@ async def test_the_envelopes_frames_behind_a_held_frame_keep_their_pixels_too(
     worker: tuple[WorkerApp, Sent, aioredis.Redis],
 ) -> None:
     built, sent, redis = worker
-    s = built.orch.settings
+    s = built.settings
     names = ["e1", "e2", "e3"]
     for name in names:
         await redis.set(f"px:{s.app_id}:{name}", b"pixels", ex=TTL)
@@ -110,7 +110,7 @@ async def test_a_held_frame_whose_pixels_are_gone_is_dead_lettered_pixels_expire
     worker: tuple[WorkerApp, Sent, aioredis.Redis],
 ) -> None:
     built, sent, redis = worker
-    s = built.orch.settings
+    s = built.settings
     key = f"px:{s.app_id}:late"
     await redis.set(key, b"pixels", ex=60)
     built.router.update_view(CRITICAL)
@@ -134,7 +134,7 @@ async def test_a_shed_able_frame_waiting_to_be_drained_keeps_its_pixels(
     worker: tuple[WorkerApp, Sent, aioredis.Redis],
 ) -> None:
     built, sent, redis = worker
-    s = built.orch.settings
+    s = built.settings
     key = f"px:{s.app_id}:low"
     await redis.set(key, b"pixels", ex=TTL)
     built.router.update_view(CRITICAL)
@@ -154,7 +154,7 @@ async def test_keys_outside_the_frame_key_prefix_and_frames_never_held_cost_no_r
     worker: tuple[WorkerApp, Sent, aioredis.Redis],
 ) -> None:
     built, sent, redis = worker
-    s = built.orch.settings
+    s = built.settings
     foreign = f"{s.app_id}:not-pixels"
     await redis.set(foreign, b"x", ex=TTL)
     built.router.update_view(ROOM)

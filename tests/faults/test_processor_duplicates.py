@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.settings import Settings
+from devtools.processes import settings_env
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.done import DoneMarkers
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.pipeline import RESULT_TOO_LARGE, FramePipeline, PipelineConfig
-from tests.conftest import env_of
 from tests.integration.test_processor_sdk import ROOT, _produce, _read_all, _routed, _wait_until
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ async def test_a_replica_frozen_while_its_frames_failed_over_publishes_nothing_o
     frames = 12
     await produce(settings, redis, list(range(frames)))
     frozen = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _FREEZING_REPLICA, marker, env=env_of(settings), cwd=str(ROOT)
+        sys.executable, "-c", _FREEZING_REPLICA, marker, env=settings_env(settings), cwd=str(ROOT)
     )
     try:
         await _wait_until_async(lambda: redis.exists(marker), 30, "the replica to hold its batch")

@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 
 from devtools.devstack import DevStack, free_port
 from devtools.devstack_daemon import _server_pids, alive
+from devtools.processes import settings_env
 from frame_buffer_sdk.shutdown import EXIT_GRACE_EXPIRED
-from tests.conftest import env_of
 from tests.integration.cluster import ROOT, Cluster, wait_ready, wait_until
 from tests.integration.test_bridge import valid, xadd_all
 from tests.integration.test_dev import CLI, descendants
@@ -106,7 +106,7 @@ async def test_sigterm_ends_a_bridge_whose_broker_is_gone_within_its_grace(
     cluster = Cluster(settings, tmp_path / "logs")
     client = aioredis.from_url(settings.redis_url)
     try:
-        bridge = cluster.spawn("bridge", [sys.executable, "-m", "bridge"])
+        bridge = cluster.spawn("bridge", [sys.executable, "-m", "app.cli", "bridge"])
         await xadd_all(client, settings.capture_stream, [valid("cam", n, f"f-{n}") for n in range(200)])
 
         async def mirrored() -> bool:
@@ -132,7 +132,7 @@ async def test_sigterm_ends_a_bridge_whose_broker_is_gone_within_its_grace(
 
 
 def _dev(settings: Any, tmp_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
-    env = env_of(settings)
+    env = settings_env(settings)
     argv = [*CLI, "dev", "--cameras", "1", "--fps", "2", "--web-port", str(free_port())]
     return subprocess.Popen([*argv, "--log-dir", str(tmp_path / "logs")], env=env, cwd=ROOT, **popen)
 

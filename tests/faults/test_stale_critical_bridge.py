@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.watch_health import BACKPRESSURE_TTL_SECONDS
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.settings import Settings
 from frame_buffer_sdk.keys import backpressure_key
@@ -37,7 +38,7 @@ async def test_a_critical_level_the_leader_stopped_refreshing_expires_and_the_br
     assert ttl <= BACKPRESSURE_TTL_SECONDS
     await redis.set(key, json.dumps(doc), ex=ttl)
     await xadd_all(redis, settings.capture_stream, [valid("cam-1", i, f"t-{i}") for i in range(100)])
-    bridge = Bridge.from_settings(settings, consumer="stale")
+    bridge = Bridge(bridge_config(settings), consumer="stale")
     serving = asyncio.create_task(bridge.serve())
     try:
         await asyncio.sleep(1.0)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.settings import Settings
 from frame_buffer_sdk.keys import bridge_state_key
@@ -30,7 +31,7 @@ async def test_entries_trimmed_unread_are_reported_and_acknowledged_ones_trimmed
     for n in range(300):
         await redis_client.xadd(stream, valid("cam", n, f"f-{n}"), maxlen=100, approximate=False)  # type: ignore[arg-type]
 
-    async with serving(Bridge.from_settings(settings, consumer="b")) as bridge:
+    async with serving(Bridge(bridge_config(settings), consumer="b")) as bridge:
         await wait_until(lambda: bridge.mirrored_total >= 100, 60, "the 100 entries left mirrored")
 
         async def reported() -> bool:

@@ -7,11 +7,7 @@ the Procfile runs it, so a test that kills a process with SIGKILL kills the real
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -26,69 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.models import FrameEvent
 from tests.conftest import TEST_API_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def env_for(settings: Settings, **extra: Any) -> dict[str, str]:
-    return settings.model_copy(update=extra).as_env()
-
-
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_dir: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"{self.name}.log"
-
-    def start(self) -> Proc:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no drain, no goodbye: what a crashed host looks like."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            assert self.popen is not None
-            self.popen.wait(10)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.popen is None:
-            return None
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.popen.returncode
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -97,14 +35,15 @@ class Cluster:
 
     settings: Settings
     log_dir: Path
-    procs: list[Proc] = field(default_factory=list)
+    procs: list[ChildProcess] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: list[str], **env_extra: Any) -> Proc:
-        proc = Proc(name, argv, env_for(self.settings, **env_extra), self.log_dir).start()
+    def spawn(self, name: str, argv: list[str], **env_extra: Any) -> ChildProcess:
+        env = settings_env(self.settings, **env_extra)
+        proc = ChildProcess(name, argv, env, self.log_dir, cwd=ROOT).start()
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str, web_port: int | None = None) -> tuple[Proc, str]:
+    def worker(self, name: str, web_port: int | None = None) -> tuple[ChildProcess, str]:
         port = web_port or free_port()
         proc = self.spawn(name, [sys.executable, "-m", "app.main"], web_port=port, web_advertised_host="127.0.0.1")
         return proc, f"http://127.0.0.1:{port}"
@@ -148,7 +87,7 @@ async def http_json(
         return resp.status, (json.loads(text) if text else None)
 
 
-async def wait_ready(base_url: str, within: float = 90, proc: Proc | None = None) -> None:
+async def wait_ready(base_url: str, within: float = 90, proc: ChildProcess | None = None) -> None:
     """Until GET /health answers 200; fails at once if ``proc`` (the worker) has died."""
 
     async def ready() -> bool:

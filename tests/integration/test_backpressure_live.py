@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from devtools.processes import ChildProcess
 from frame_buffer_sdk.models import FrameEvent
 from tests.integration.cluster import (
     Cluster,
-    Proc,
     http_json,
     produce_frames,
     read_topic,
@@ -60,7 +60,7 @@ def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     c.close()
 
 
-def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_ms: float) -> Proc:
+def processor(cluster: Cluster, base_url: str, pid: str, capacity: int, latency_ms: float) -> ChildProcess:
     return cluster.spawn(
         f"proc-{pid}",
         [

@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import inspect
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -27,12 +24,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from redis.exceptions import ResponseError
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core import envelope
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.keys import backpressure_key, bridge_state_key
-from tests.conftest import env_of
 from tests.integration.cluster import assign_from_start
 
 pytestmark = pytest.mark.integration
@@ -213,19 +211,9 @@ def frame_ids(records: list[FrameRecord]) -> Counter[str]:
     return Counter(json.loads(r.value)["frame_id"] for r in records)
 
 
-def spawn_bridge(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = env_of(settings)
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bridge"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-
-
-def reap(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
+def spawn_bridge(settings: Settings, name: str, log_dir: Path) -> ChildProcess:
+    argv = [sys.executable, "-m", "app.cli", "bridge"]
+    return ChildProcess(name, argv, settings_env(settings), log_dir, cwd=ROOT).start()
 
 
 # --- (a) exactly once in one of the two topics ---------------------------------------------------
@@ -263,7 +251,7 @@ async def test_every_entry_lands_exactly_once_in_captured_or_dead_letter(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     before = {outcome: frames_metric(outcome) for outcome in ("mirrored", "dead_lettered")}
-    bridge = Bridge.from_settings(settings, consumer="solo", tracer=provider.get_tracer("test"))
+    bridge = Bridge(bridge_config(settings), consumer="solo", tracer=provider.get_tracer("test"))
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= total, 60, "the backlog")
@@ -334,7 +322,7 @@ async def test_restart_with_same_name_remirrors_own_pending_and_reports_deleted_
     await redis.xdel(settings.capture_stream, ids[5])  # trimmed while pending: must not vanish silently
     assert await pending_of(redis, settings, "phoenix") == 40
 
-    bridge = Bridge.from_settings(settings, consumer="phoenix")
+    bridge = Bridge(bridge_config(settings), consumer="phoenix")
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= 60, 20, "all entries")
@@ -379,18 +367,16 @@ async def test_killed_bridge_entries_are_claimed_by_another(
         # A kill can land between two batches; then the victim holds nothing and another one is needed.
         for attempt in range(5):
             victim = f"doomed-{unique}-{attempt}"
-            proc = spawn_bridge(make_settings(**base, bridge_consumer_name=victim), tmp_path / f"{victim}.log")
+            proc = spawn_bridge(make_settings(**base, bridge_consumer_name=victim), victim, tmp_path)
             try:
 
-                async def holding(victim: str = victim, proc: subprocess.Popen[bytes] = proc) -> bool:
-                    assert proc.poll() is None, (tmp_path / f"{victim}.log").read_text()[-3000:]
+                async def holding(victim: str = victim, proc: ChildProcess = proc) -> bool:
+                    assert proc.alive(), proc.tail()
                     return await pending_of(redis, settings, victim) > 0
 
                 await wait_until(holding, 30, f"{victim} to hold a batch")
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
             finally:
-                reap(proc)
+                proc.kill()
             killed[victim] = await pending_of(redis, settings, victim)
             if killed[victim]:
                 break
@@ -398,7 +384,7 @@ async def test_killed_bridge_entries_are_claimed_by_another(
         stop_at = written + 1000
         assert any(killed.values()), f"no kill landed mid-batch: {killed}"
 
-        rescuer = Bridge.from_settings(make_settings(**base), consumer=f"rescuer-{unique}")
+        rescuer = Bridge(bridge_config(make_settings(**base)), consumer=f"rescuer-{unique}")
         serving = asyncio.create_task(rescuer.serve())
         try:
             await writer
@@ -447,22 +433,21 @@ async def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     redis = redis_of(settings)
     total = 6000
     await xadd_all(redis, settings.capture_stream, [valid(f"cam-{n % 4}", n // 4, f"g-{n}") for n in range(total)])
-    proc = spawn_bridge(settings, tmp_path / "bridge.log")
+    proc = spawn_bridge(settings, "bridge", tmp_path)
     try:
 
         async def started() -> bool:
-            assert proc.poll() is None, (tmp_path / "bridge.log").read_text()[-3000:]
+            assert proc.alive(), proc.tail()
             state = await group_state(redis, settings)
             return state is not None and state[0] < total - 200
 
         await wait_until(started, 30, "the bridge to mirror")
         url = f"http://127.0.0.1:{port}/metrics"
         metrics_text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-        proc.send_signal(signal.SIGTERM)
-        rc = await asyncio.to_thread(proc.wait, 30)
+        rc = await asyncio.to_thread(proc.stop, 30)
     finally:
-        reap(proc)
-    assert rc == 0, (tmp_path / "bridge.log").read_text()[-3000:]
+        proc.kill()
+    assert rc == 0, proc.tail()
     assert "frame_buffer_bridge_frames_mirrored_total" in metrics_text
     assert "frame_buffer_stream_backlog_entries" in metrics_text
     # METRICS_V1_ALIASES is on by default: the v1 names are served too.
@@ -503,7 +488,7 @@ async def test_critical_backpressure_pauses_reading_and_normal_resumes(
 
     await set_level("CRITICAL")
     await xadd_all(redis, settings.capture_stream, [valid("cam-1", i, f"t-{i}") for i in range(200)])
-    bridge = Bridge.from_settings(settings, consumer="throttled")
+    bridge = Bridge(bridge_config(settings), consumer="throttled")
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: reported("paused", 200), 10, "a paused report")
@@ -538,7 +523,7 @@ async def test_group_is_created_whatever_starts_first(
     settings = make_settings(bridge_block_ms=100)
     redis = redis_of(settings)
     await xadd_all(redis, settings.capture_stream, [valid("cam-9", i, f"e-{i}") for i in range(30)])
-    first, second = Bridge.from_settings(settings, consumer="one"), Bridge.from_settings(settings, consumer="two")
+    first, second = Bridge(bridge_config(settings), consumer="one"), Bridge(bridge_config(settings), consumer="two")
     tasks = [asyncio.create_task(first.serve()), asyncio.create_task(second.serve())]
     try:
         await wait_until(lambda: first.mirrored_total + second.mirrored_total >= 30, 20, "30")

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.settings import Settings
 from tests.detektr import capture_entry
@@ -66,7 +67,7 @@ async def test_no_password_reaches_any_record_log_line_or_span(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     caplog.set_level(logging.DEBUG)
-    bridge = Bridge.from_settings(settings, consumer="solo", tracer=provider.get_tracer("test"))
+    bridge = Bridge(bridge_config(settings), consumer="solo", tracer=provider.get_tracer("test"))
     serving = asyncio.create_task(bridge.serve())
     try:
         await wait_until(lambda: bridge.mirrored_total + bridge.dead_lettered_total >= len(entries), 60, "the entries")

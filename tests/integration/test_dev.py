@@ -21,7 +21,7 @@ import redis
 from devtools.dev import DEMO_CAMERA, DEMO_PROCESSOR
 from devtools.devstack import free_port
 from devtools.devstack_daemon import alive, read_env_file
-from tests.conftest import env_of
+from devtools.processes import settings_env
 from tests.integration.cluster import read_topic
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def wait_until(check: Callable[[], bool], timeout: float) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="descendant scan reads /proc")
 def test_dev_runs_frames_through_every_stage_and_leaves_no_process(make_settings: Any, tmp_path: Path) -> None:
     settings = make_settings()
-    env = env_of(settings)
+    env = settings_env(settings)
     web_port = free_port()
     proc = subprocess.Popen(
         [

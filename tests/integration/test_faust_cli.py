@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from devtools.devstack import free_port
-from tests.integration.cluster import Cluster, Proc, http_json, wait_ready
+from devtools.processes import ChildProcess, settings_env
+from tests.integration.cluster import ROOT, Cluster, http_json, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +21,11 @@ async def test_faust_worker_is_our_worker_and_fausts_own_variables_change_nothin
     settings = make_settings(shutdown_grace_seconds=10.0)
     cluster = Cluster(settings, tmp_path / "logs")
     port = free_port()
-    env = settings.model_copy(update={"web_port": port, "web_advertised_host": "127.0.0.1"}).as_env()
+    env = settings_env(settings, web_port=port, web_advertised_host="127.0.0.1")
     # Nothing listens on port 1: a worker that took these would never become ready.
     env.update(BROKER_URL="kafka://127.0.0.1:1", TOPIC_PARTITIONS="1", WEB_BIND="127.0.0.2")
     argv = [sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", "info"]
-    proc = Proc("faust-worker", argv, env, cluster.log_dir).start()
+    proc = ChildProcess("faust-worker", argv, env, cluster.log_dir, cwd=ROOT).start()
     cluster.procs.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -20,10 +20,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from app.configs import bridge_config
 from bridge.service import Bridge
 from core.lag import LagSampler
 from core.settings import Settings
-from devtools.devstack import dies_with_parent, free_port, tansu_binary, wait_for_port
+from devtools.devstack import free_port, tansu_binary, wait_for_port
+from devtools.processes import dies_with_parent
 from frame_buffer_sdk import Frame, ProcessorClient
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import RoutedFrame
@@ -93,7 +95,7 @@ async def test_every_client_speaks_mutual_tls_to_the_broker(
         sample = (await sampler.sample({"t": (topic, "nobody")}))["t"]
     assert sample.total == 1 and len(sample.end) == 2
 
-    bridge = Bridge.from_settings(settings)
+    bridge = Bridge(bridge_config(settings))
     await bridge.start()  # creates its topics and starts its producer over TLS
     await bridge.close()
 

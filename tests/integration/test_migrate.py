@@ -20,8 +20,10 @@ import migrate.apply
 import migrate.command
 import migrate.state
 from app.cli import main
+from app.configs import bridge_config, migrate_config
 from bridge.service import Bridge
 from core.settings import Settings
+from devtools.processes import settings_env
 from frame_buffer_sdk.keys import migration_marker_key
 from migrate.command import migrate_from_v1
 from migrate.plan import Plan
@@ -107,11 +109,11 @@ async def test_migration_from_v1_loses_nothing_repeats_nothing_and_runs_once(
         v1 = await build_v1_state(redis, settings, names)
 
         before = await redis_state(redis, settings, names)
-        dry = await migrate_from_v1(settings, names, dry_run=True)
+        dry = await migrate_from_v1(migrate_config(settings), names, dry_run=True)
         assert await redis_state(redis, settings, names) == before
         assert not {settings.dead_letter_topic, settings.control_topic} & await topics_of(settings)
 
-        real = await migrate_from_v1(settings, names, dry_run=False)
+        real = await migrate_from_v1(migrate_config(settings), names, dry_run=False)
         # The same report, but for the tense and the age of v1's last read (time passes between the two).
         assert _ageless(dry.replace("would be ", "").replace(" (dry run: nothing changed)", "")) == _ageless(real)
         assert (
@@ -125,13 +127,13 @@ async def test_migration_from_v1_loses_nothing_repeats_nothing_and_runs_once(
         assert await redis.xlen(names.queue) == 0
 
         after = await redis_state(redis, settings, names)
-        again = await migrate_from_v1(settings, names, dry_run=False)
+        again = await migrate_from_v1(migrate_config(settings), names, dry_run=False)
         assert "nothing to do" in again
         assert await redis_state(redis, settings, names) == after
     finally:
         await redis.aclose()
 
-    bridge = Bridge.from_settings(settings, consumer="after-v1")
+    bridge = Bridge(bridge_config(settings), consumer="after-v1")
     serving = asyncio.create_task(bridge.serve())
     expected = len(v1["unacked"]) + len(v1["queued"])
     try:
@@ -172,7 +174,7 @@ def test_the_command_line_runs_it_once(make_settings: Callable[..., Settings], u
     settings = make_settings()
     args = ["migrate", "--from-v1", "--v1-group", f"v1-{unique}", "--v1-queue", f"fq-{unique}"]
     args += ["--v1-dlq", f"dlq-{unique}", "--v1-registry", f"reg-{unique}"]
-    env = settings.as_env()
+    env = settings_env(settings)
     dry = CliRunner().invoke(main, [*args, "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
     assert "dry run: nothing changed" in dry.output and "0 frames would be replayed" in dry.output
@@ -193,7 +195,7 @@ async def test_imported_processors_are_healthy_only_once_they_heartbeat(
         await redis.hset(names.registry, "yolo-1", v1_registry_value("yolo-1"))
     finally:
         await redis.aclose()
-    assert "1 processors registered" in await migrate_from_v1(settings, names, dry_run=False)
+    assert "1 processors registered" in await migrate_from_v1(migrate_config(settings), names, dry_run=False)
 
     cluster = Cluster(settings, tmp_path / "logs")
     worker, url = cluster.worker("worker-1")
@@ -239,14 +241,14 @@ async def test_an_interrupted_migration_resumes_without_repeating(
 
     monkeypatch.setattr(migrate.command, "convert_dead_letters", crash_after_two_letters)
     with pytest.raises(RuntimeError, match="killed"):
-        await migrate_from_v1(settings, names, dry_run=False)
+        await migrate_from_v1(migrate_config(settings), names, dry_run=False)
     monkeypatch.setattr(migrate.command, "convert_dead_letters", real_convert)
 
-    resumed = await migrate_from_v1(settings, names, dry_run=False)
+    resumed = await migrate_from_v1(migrate_config(settings), names, dry_run=False)
     assert "positioned by an earlier, interrupted run" in resumed
     assert "0 frames replayed" in resumed and "2 dead letters converted" in resumed
     assert "2 processors registered" in resumed
-    assert "nothing to do" in await migrate_from_v1(settings, names, dry_run=False)
+    assert "nothing to do" in await migrate_from_v1(migrate_config(settings), names, dry_run=False)
 
     dead = await read_topic(settings, settings.dead_letter_topic, lambda rs: len(rs) >= 4)
     converted = Counter(json.loads(r.value)["stream_id"] for r in dead if r.value is not None)

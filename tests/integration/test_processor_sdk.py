@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from core.lag import LagSampler, processor_watch
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import settings_env
 from frame_buffer_sdk import Frame, ProcessorClient, RejectFrame
 from frame_buffer_sdk.api import RegistrationError
 from frame_buffer_sdk.kafka import ensure_topics
 from frame_buffer_sdk.models import RoutedFrame
-from tests.conftest import env_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -361,7 +361,7 @@ async def test_replica_killed_before_commit_is_reprocessed_by_another(
         ]
         await _produce(settings, topic, records)
         doomed = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _BLOCKING_REPLICA, marker, env=env_of(settings), cwd=str(ROOT)
+            sys.executable, "-c", _BLOCKING_REPLICA, marker, env=settings_env(settings), cwd=str(ROOT)
         )
         try:
             loop = asyncio.get_running_loop()

@@ -14,8 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, ResponseError
 
+from app.configs import bridge_config
 from bridge.service import Bridge
-from devtools.devstack import dies_with_parent, free_port, redis_binary, wait_for_port
+from devtools.devstack import free_port, redis_binary, wait_for_port
+from devtools.processes import dies_with_parent
 from tests.integration.cluster import Cluster, http_json, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -58,7 +60,7 @@ async def test_clients_authenticate_with_the_password_kept_apart(
     client = settings.redis.client()
     try:
         assert await client.ping()
-        bridge = Bridge.from_settings(settings)
+        bridge = Bridge(bridge_config(settings))
         await bridge.start()
         await bridge.close()
         groups = await client.xinfo_groups(settings.capture_stream)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from agents.worker_timers import VIEW_REFRESH_SECONDS
+from app.configs import process_config, relay_config
 from core.settings import Settings
 from devtools.devstack import free_port
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
@@ -37,7 +38,7 @@ async def test_a_detektr_processor_gets_every_frame_once_with_its_pixels(
     settings = make_settings(heartbeat_interval=1.0)
     cluster = Cluster(settings, tmp_path / "logs")
     worker, url = cluster.worker("worker-1")
-    relay = Relay(settings)
+    relay = Relay(relay_config(settings))
     relaying = asyncio.create_task(relay.serve())
     pid = f"det-{unique}"
     # detektr's client is configured, not changed: the API token rides in its orchestrator URL.
@@ -156,7 +157,7 @@ async def test_relay_metrics_count_frames_xadd_errors_commit_lag_and_the_redis_g
 
         await wait_until(read_some, 10, what="2 unread, 3 pending")
 
-        serve_metrics(settings)
+        serve_metrics(process_config(settings, "relay", settings.relay_metrics_port))
         url = f"http://127.0.0.1:{settings.relay_metrics_port}/metrics"
         text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
         assert f'frame_buffer_relay_frames_relayed_total{{processor_id="{pid}"}} 6.0' in text

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from app.configs import bridge_config
 from app.main import create_worker_app
 from bridge.service import Bridge
 from core.settings import Settings
@@ -107,7 +108,7 @@ async def test_spans_of_one_frame_share_a_trace_and_chain(make_settings: Any, ex
     )
 
     # Hop 1: the bridge, Redis -> frames.captured.
-    bridge = Bridge.from_settings(settings, redis=redis)
+    bridge = Bridge(bridge_config(settings), redis=redis)
     serving = asyncio.ensure_future(bridge.serve())
     captured = await first_record(settings, settings.captured_topic)
     await bridge.close()

@@ -28,6 +28,7 @@ from capture.service import VideoCapture
 from capture.sources import CameraSource
 from core.settings import Settings
 from devtools.devstack import free_port
+from devtools.processes import settings_env
 from frame_buffer_sdk import Frame, ProcessorClient
 from sample_processors.images import to_bgr
 from tests.integration.cluster import ROOT, Cluster, http_json, wait_ready, wait_until
@@ -136,7 +137,7 @@ async def test_every_sampled_frame_of_a_file_reaches_the_processor_with_its_pixe
         capture = await asyncio.to_thread(
             subprocess.run,
             argv,
-            env=pipe.settings.as_env(),
+            env=settings_env(pipe.settings),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.settings import Settings
-from tests.integration.cluster import ROOT, Cluster, env_for, http_json, wait_ready
+from devtools.processes import settings_env
+from tests.integration.cluster import ROOT, Cluster, http_json, wait_ready
 
 
 @dataclass
@@ -31,7 +32,7 @@ async def cli(settings: Settings, *args: str, within: float = 120, **env_extra: 
         "-m",
         "app.cli",
         *args,
-        env={**env_for(settings, **env_extra), "COLUMNS": "200"},
+        env={**settings_env(settings, **env_extra), "COLUMNS": "200"},
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

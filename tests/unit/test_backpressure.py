@@ -17,6 +17,7 @@ from agents.backpressure import (
     router_level,
     utilisation,
 )
+from app.configs import thresholds
 from core.levels import Level
 from core.settings import load_settings
 
@@ -98,7 +99,7 @@ def test_thresholds_are_validated_and_read_from_settings() -> None:
     with pytest.raises(ValueError):
         Thresholds(hysteresis=0.7)
     s = load_settings(bp_elevated=0.5, bp_high=0.7, bp_critical=0.9, bp_hysteresis=0.1)
-    assert Thresholds.from_settings(s) == Thresholds(0.5, 0.7, 0.9, 0.1)
+    assert thresholds(s) == Thresholds(0.5, 0.7, 0.9, 0.1)
 
 
 def test_utilisation_clamps_negative_lag_and_rejects_zero_capacity() -> None:

@@ -12,6 +12,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
+from app.configs import bridge_config
 from bridge import letters, poison
 from bridge.service import Bridge, _InFlight
 from bridge.source import Entry
@@ -90,7 +91,7 @@ class FakeSink:
 
 
 async def test_frames_refused_for_good_are_replaced_by_their_dead_letters() -> None:
-    bridge = Bridge.from_settings(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
+    bridge = Bridge(bridge_config(Settings()), consumer="c", redis=object())  # type: ignore[arg-type]
     sink = FakeSink()
     bridge._sink = sink  # type: ignore[assignment]
     loop = asyncio.get_running_loop()
@@ -129,7 +130,7 @@ def test_read_counts_stay_bounded() -> None:
 
 
 async def test_an_envelope_refused_for_good_dead_letters_each_of_its_entries() -> None:
-    bridge = Bridge.from_settings(Settings(), consumer="c", redis=object())  # type: ignore[arg-type]
+    bridge = Bridge(bridge_config(Settings()), consumer="c", redis=object())  # type: ignore[arg-type]
     sink = FakeSink()
     bridge._sink = sink  # type: ignore[assignment]
     loop = asyncio.get_running_loop()

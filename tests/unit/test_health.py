@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.health import HealthTracker, StatusChange
+from app.configs import health_config
 from core.settings import load_settings
 from frame_buffer_sdk.models import ProcessorStatus as S
 
@@ -170,7 +171,8 @@ def test_forgotten_processors_are_gone() -> None:
 
 
 def test_changes_come_in_processor_order_and_settings_are_honoured() -> None:
-    h = HealthTracker.from_settings(load_settings(heartbeat_interval=1.0, heartbeat_misses=2, recovery_heartbeats=1))
+    settings = load_settings(heartbeat_interval=1.0, heartbeat_misses=2, recovery_heartbeats=1)
+    h = HealthTracker.from_config(health_config(settings))
     assert h.deadline == 2.0
     for pid in ("z", "a", "m"):
         h.heartbeat(pid, 0.0)

@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+from app.configs import bridge_config, failover_config, relay_config
 from app.transport import faust_credentials
 from core.settings import Settings
 
@@ -98,21 +99,20 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     # The router's own producer (agents.sender), as the worker builds it.
     await expect_built(_kafka_sender(settings).start())
     await expect_built(LagSampler(settings.bootstrap_servers, security=security).start())
-    orch = mock.MagicMock(settings=settings)
     now = "2026-01-01T00:00:00+00:00"
     record = ProcessorRecord(
         id="p", capabilities=["x"], topic="t", consumer_group="g", last_heartbeat=now, registered_at=now
     )
-    await expect_built(reroute_backlog(orch, record))
+    await expect_built(reroute_backlog(failover_config(settings), record))
     # The bridge and the SDK build their clients from the settings alone.
     redis = mock.MagicMock(xgroup_create=mock.AsyncMock())
-    await expect_built(Bridge.from_settings(settings, redis=redis).start())
+    await expect_built(Bridge(bridge_config(settings), redis=redis).start())
     pipeline = FramePipeline(settings, PipelineConfig(processor_id="p", topic="t", group="g"), mock.AsyncMock())
     with mock.patch("frame_buffer_sdk.pipeline.ensure_topics", mock.AsyncMock()) as topics:
         await expect_built(pipeline.start())
     assert topics.call_args.kwargs["security"] == security
     # The relay (detektr's processors): its registry follower and each delivery's consumer.
-    relay = Relay(settings)
+    relay = Relay(relay_config(settings))
     with (
         mock.patch("relay.service.ensure_topics", mock.AsyncMock()) as topics,
         mock.patch("relay.service.start_reliable_producer", mock.AsyncMock()) as producer,
@@ -121,7 +121,10 @@ async def test_every_client_gets_the_same_security(recorder: Recorder, tmp_path:
     assert topics.call_args.kwargs["security"] == security and producer.call_args.kwargs["security"] == security
     await relay.close()
     delivery = Delivery(
-        settings, Queue("p", "frames:ready:p", 10), mock.MagicMock(xgroup_create=mock.AsyncMock()), mock.MagicMock()
+        relay_config(settings),
+        Queue("p", "frames:ready:p", 10),
+        mock.MagicMock(xgroup_create=mock.AsyncMock()),
+        mock.MagicMock(),
     )
     await expect_built(delivery.run())
 

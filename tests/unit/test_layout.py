@@ -39,6 +39,24 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
+# Services take their own typed config; only app/ (the entrypoints) reads Settings.
+TYPED_CONFIG_ONLY = ("agents", "tables", "bridge", "relay", "capture", "migrate")
+SETTINGS_MODULES = {"core.settings", "frame_buffer_sdk.settings"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module ``path`` imports, also under TYPE_CHECKING or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # `from core import settings` names the module as well
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
 def imported_packages(package: str) -> dict[str, set[str]]:
     """Other project packages each module of ``package`` imports, by module path."""
     found: dict[str, set[str]] = {}
@@ -65,6 +83,22 @@ def test_imports_only_climb_down(package: str) -> None:
         if tops - ALLOWED[package]
     }
     assert not climbing, f"{package} may import only {sorted(ALLOWED[package])}: {climbing}"
+
+
+@pytest.mark.parametrize("package", TYPED_CONFIG_ONLY)
+def test_services_read_no_settings(package: str) -> None:
+    reading = sorted(
+        str(path.relative_to(ROOT))
+        for path in PACKAGES[package].rglob("*.py")
+        if imported_modules(path) & SETTINGS_MODULES
+    )
+    assert not reading, f"take a typed config built in app/configs.py instead of Settings: {reading}"
+
+
+def test_the_settings_check_sees_imports() -> None:
+    # The entrypoints read Settings; a scan that missed them would pass any service.
+    assert "core.settings" in imported_modules(PACKAGES["app"] / "configs.py")
+    assert "core.settings" in imported_modules(PACKAGES["app"] / "main.py")
 
 
 def test_the_check_sees_imports() -> None:

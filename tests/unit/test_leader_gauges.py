@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from agents.routing import Router
 from agents.watch_health import LEADER_GAUGES, LeaderWatch, clear_leader_gauges
+from app.configs import health_watch_config
 from core.metrics import BACKPRESSURE_LEVEL, PROCESSOR_HEALTHY, QUEUE_DEPTH, ROUTER_LAG
 from core.settings import Settings
 
@@ -40,8 +41,8 @@ class FakeWatch:
 
 
 def leader_watch() -> tuple[LeaderWatch, mock.MagicMock]:
-    orch = mock.MagicMock(settings=Settings())
-    return LeaderWatch(orch, Router(), make=FakeWatch), orch.app  # type: ignore[arg-type]
+    orch = mock.MagicMock()
+    return LeaderWatch(orch, Router(), health_watch_config(Settings()), make=FakeWatch), orch.app  # type: ignore[arg-type]
 
 
 async def test_the_leader_sets_the_gauges_and_removes_them_when_leadership_moves() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unittest import mock
 
+from app.configs import bridge_config, process_config
 from bridge import service
 from core.settings import Settings
 from frame_buffer_sdk.client import ProcessorClient
@@ -28,5 +29,5 @@ def test_bridge_metrics_bind_metrics_host() -> None:
         mock.patch.object(service, "_serve_until_signalled", mock.Mock(return_value=None)),
         mock.patch.object(service.asyncio, "run"),
     ):
-        service.run_bridge(settings)
+        service.run_bridge(bridge_config(settings), process_config(settings, "bridge", settings.bridge_metrics_port))
     serve.assert_called_once_with(9301, addr="10.1.2.3")

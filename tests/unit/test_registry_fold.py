@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.registry_fold import UnknownProcessor, fold_control
+from app.configs import registry_config
 from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorSpec, ProcessorStatus
 
-SETTINGS = Settings(processor_partitions=3)
+SETTINGS = registry_config(Settings(processor_partitions=3))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agents.registry_fold import fold_control
+from app.configs import registry_config
 from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorSpec, RoutedFrame
 from relay.fields import stream_fields
@@ -102,7 +103,7 @@ def spec(queue: str | None, capacity: int = 10) -> ProcessorSpec:
 def record(queue: str | None, capacity: int = 10) -> bytes:
     """A registry changelog value, as fold_control makes it."""
     event = ControlEvent(kind="register", processor_id="p", spec=spec(queue, capacity))
-    return json.dumps(fold_control(None, event, Settings())).encode()
+    return json.dumps(fold_control(None, event, registry_config(Settings()))).encode()
 
 
 def test_a_processor_has_a_queue_when_its_record_names_one() -> None:

@@ -41,7 +41,7 @@ async def test_an_envelope_is_routed_in_order_and_acked_only_after_every_deliver
     async with built.route_frames.test_context() as agent:
         event = await agent.put(env(frame("e1", caps), frame("e2", caps), frame("e3", caps)), key=b"cam-1")
         await settle()
-        s = built.orch.settings
+        s = built.settings
         assert ids(sent, ready(s, "det-a")) == ["e1", "e2", "e3"] == ids(sent, ready(s, "face"))
         assert len(sent.futures) == 6
         for future in sent.futures[:-1]:
@@ -96,7 +96,7 @@ async def test_single_and_envelope_records_share_one_dedupe(worker: tuple[Worker
         await agent.put(frame("m1", caps), key=b"cam-1")
         await agent.put(env(frame("m1", caps), frame("m2", caps)), key=b"cam-1")  # m1 again, from the bridge
         await agent.put(env(frame("m2", caps), frame("m3", caps)), key=b"cam-1")
-    assert ids(sent, ready(built.orch.settings, "det-a")) == ["m1", "m2", "m3"]
+    assert ids(sent, ready(built.settings, "det-a")) == ["m1", "m2", "m3"]
     assert built.orch.counters.deduplicated == 2
 
 
@@ -107,7 +107,7 @@ async def test_bad_frames_in_an_envelope_are_dead_lettered_alone(worker: tuple[W
     async with built.route_frames.test_context() as agent:
         await agent.put(env(frame("ok1", caps), b'{"frame_id": "bad"}', frame("ok2", caps)), key=b"cam-1")
         await agent.put(b"[not json", key=b"cam-1")
-    s = built.orch.settings
+    s = built.settings
     assert ids(sent, ready(s, "det-a")) == ["ok1", "ok2"]
     letters = sent.values(s.dead_letter_topic)
     assert [d["reason"] for d in letters] == ["invalid_frame", "invalid_frame"]
@@ -117,7 +117,7 @@ async def test_bad_frames_in_an_envelope_are_dead_lettered_alone(worker: tuple[W
 
 async def test_hold_shed_and_rerouting_on_envelopes(worker: tuple[WorkerApp, Sent]) -> None:
     built, sent = worker
-    s = built.orch.settings
+    s = built.settings
     caps = ["object_detection"]
     built.router.update_view([view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)])
     async with built.route_frames.test_context() as agent:
@@ -149,7 +149,7 @@ async def test_the_dedupe_index_is_rebuilt_from_its_table_after_a_rebalance(work
         built.routing.forget([2])  # revoked, then assigned again: memory is gone, the table is not
         assert len(built.routing.index) == 0
         await agent.put(env(frame("d2", caps), frame("d3", caps)), key=b"cam-1", partition=2)
-    assert ids(sent, ready(built.orch.settings, "det-a")) == ["d1", "d2", "d3"]
+    assert ids(sent, ready(built.settings, "det-a")) == ["d1", "d2", "d3"]
     assert built.orch.counters.deduplicated == 1
     assert len(built.routing.index) == 3
 

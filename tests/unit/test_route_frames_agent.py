@@ -22,7 +22,7 @@ async def test_fans_out_per_capability_and_dedupes(worker: tuple[WorkerApp, Sent
     async with built.route_frames.test_context() as agent:
         await agent.put(frame("f1", ["object_detection", "face_recognition"]), key=b"cam-1")
         await agent.put(frame("f1", ["object_detection", "face_recognition"]), key=b"cam-1")  # redelivery
-    s = built.orch.settings
+    s = built.settings
     det = sent.values(ready(s, "det-a"))
     face = sent.values(ready(s, "face"))
     assert [r["frame_id"] for r in det] == ["f1"] and [r["frame_id"] for r in face] == ["f1"]
@@ -41,7 +41,7 @@ async def test_unroutable_and_invalid_frames_are_dead_lettered_with_reason(worke
     async with built.route_frames.test_context() as agent:
         await agent.put(frame("f2", ["object_detection"]), key=b"cam-1")
         await agent.put(b'{"frame_id": "broken"}', key=b"cam-1")
-    letters = sent.values(built.orch.settings.dead_letter_topic)
+    letters = sent.values(built.settings.dead_letter_topic)
     assert [(d["reason"], d.get("frame_id")) for d in letters] == [
         ("no_capable_processor", "f2"),
         ("invalid_frame", None),
@@ -57,7 +57,7 @@ async def test_stateful_affinity_is_written_to_the_changelog_table(worker: tuple
         await agent.put(frame("f3", ["tracking"], camera="cam-9"), key=b"cam-9")
         await agent.put(frame("f4", ["tracking"], camera="cam-9"), key=b"cam-9")
     assert built.orch.tables.affinity["cam-9"] == {"tracking": "tracker"}
-    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "tracker"))] == ["f3", "f4"]
+    assert [r["frame_id"] for r in sent.values(ready(built.settings, "tracker"))] == ["f3", "f4"]
 
 
 async def test_sheddable_frames_wait_in_kafka_when_all_critical(worker: tuple[WorkerApp, Sent]) -> None:
@@ -66,10 +66,10 @@ async def test_sheddable_frames_wait_in_kafka_when_all_critical(worker: tuple[Wo
     async with built.route_frames.test_context() as agent:
         await agent.put(frame("old", ["object_detection"]), key=b"cam-1")
         await agent.put(frame("new", ["object_detection"]), key=b"cam-1")
-    held = sent.values(f"{built.orch.settings.app_id}-waiting")
+    held = sent.values(f"{built.settings.app_id}-waiting")
     assert [h["frame"]["frame_id"] for h in held] == ["old", "new"]
     assert built.orch.tables.waiting["cam-1|object_detection"] == "new"
-    assert sent.values(ready(built.orch.settings, "det-a")) == []
+    assert sent.values(ready(built.settings, "det-a")) == []
 
 
 async def test_drain_sheds_superseded_frames_and_sends_the_latest(worker: tuple[WorkerApp, Sent]) -> None:
@@ -78,14 +78,14 @@ async def test_drain_sheds_superseded_frames_and_sends_the_latest(worker: tuple[
     async with built.route_frames.test_context() as agent:
         await agent.put(frame("old", ["object_detection"]), key=b"cam-1")
         await agent.put(frame("new", ["object_detection"]), key=b"cam-1")
-    held = sent.records[f"{built.orch.settings.app_id}-waiting"]
+    held = sent.records[f"{built.settings.app_id}-waiting"]
     built.router.update_view([view("det-a", {"object_detection"}, lag=0)])
     async with built.drain_waiting.test_context() as drain:
         for record in held:
             await drain.put(json.dumps(record["value"]).encode(), key=record["key"])
-    letters = sent.values(built.orch.settings.dead_letter_topic)
+    letters = sent.values(built.settings.dead_letter_topic)
     assert [(d["reason"], d["frame_id"]) for d in letters] == [("shed", "old")]
-    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "det-a"))] == ["new"]
+    assert [r["frame_id"] for r in sent.values(ready(built.settings, "det-a"))] == ["new"]
     counters = built.orch.counters
     assert counters.shed == 1 and counters.shed_by_camera == {"cam-1": 1} and counters.dead_lettered == {}
 
@@ -94,7 +94,7 @@ async def test_protected_frames_pause_until_there_is_room(worker: tuple[WorkerAp
     built, sent = worker
     critical = [view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)]
     built.router.update_view(critical)
-    s = built.orch.settings
+    s = built.settings
     async with built.route_frames.test_context() as agent:
         # put() returns once the stream took the event; the agent itself is still holding it.
         await agent.put(frame("vip", ["object_detection"], priority=9), key=b"cam-1")
@@ -122,5 +122,5 @@ async def test_a_replayed_record_is_routed_again_but_a_redelivered_frame_is_not(
         await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
         # The bridge re-sending the frame is a new record: a duplicate, dropped.
         await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
-    assert [r["frame_id"] for r in sent.values(ready(built.orch.settings, "det-a"))] == ["f9", "f9"]
+    assert [r["frame_id"] for r in sent.values(ready(built.settings, "det-a"))] == ["f9", "f9"]
     assert built.orch.counters.deduplicated == 1

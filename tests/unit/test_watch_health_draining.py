@@ -9,6 +9,7 @@ from unittest import mock
 
 from agents.routing import Router
 from agents.watch_health import HealthWatch
+from app.configs import health_watch_config
 from core.settings import Settings
 from frame_buffer_sdk.models import ProcessorStatus
 
@@ -29,11 +30,11 @@ def record(status: ProcessorStatus) -> dict[str, Any]:
 
 
 async def test_draining_seen_first_does_not_stick_once_the_registry_says_healthy() -> None:
-    orch = mock.MagicMock(settings=Settings())
+    orch = mock.MagicMock()
     orch.topics.control.send = mock.AsyncMock()
     orch.topics.load_reports.send = mock.AsyncMock()
     orch.redis.set = mock.AsyncMock()
-    watch = HealthWatch(orch, Router())
+    watch = HealthWatch(orch, Router(), health_watch_config(Settings()))
     watch.sampler = mock.MagicMock(sample=mock.AsyncMock(return_value={}))
 
     def reported_status() -> str:
