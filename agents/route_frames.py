@@ -116,8 +116,12 @@ class FrameRouting:
     async def on_waiting(self, event: Any) -> None:
         """A held, shed-able frame: sent when there is room, shed if a newer one of its camera waits.
 
-        Not the hot path (only under overload): its one send is awaited until acknowledged,
-        and only then is the held record acked.
+        Under overload this is a hot path too: nearly every frame is held and then shed. Its
+        one send (routed frame or dead letter) is queued, not awaited, and the held record is
+        acked once Kafka acknowledged it, as on the captured topic. Awaiting each shed's
+        acknowledgement capped shedding at about a hundred frames a second, below the rate
+        frames were held, so the waiting topic's backlog grew for as long as the overload lasted
+        and the newest frames reached the processor only after their pixels had expired.
         """
         await self._acked(event, self._drain_one)
 
@@ -145,24 +149,27 @@ class FrameRouting:
         self._ensure_loaded(partition)  # the waiting topic is co-partitioned with the captured one
         fast = from_event(frame)
         headers = _headers(event) or _frame_headers(fast)
+        tp = event.message.tp
         with self.pixels.holding([frame.frame_key]):
             while True:
                 if latest[key] != frame.frame_id:
-                    await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
+                    shed = await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
+                    self.acks.track(tp, pending, shed)
                     return
                 decision = self.router.route(
                     [capability], frame.camera_id, frame.priority, self._affinity(frame.camera_id)
                 )[0]
                 if decision.action is Action.SEND and self.pixels.gone(frame.frame_key):
-                    await (await self._pixels_gone(frame, capability))
+                    self.acks.track(tp, pending, await self._pixels_gone(frame, capability))
                     return
                 if decision.action is Action.SEND:
-                    await (await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at()))
+                    future = await self._send(fast, decision, headers, _origin(event, "w"), partition, _routed_at())
+                    self.acks.track(tp, pending, future)
                     self._flush(partition)
                     return
                 if decision.action is Action.DEAD_LETTER:
                     detail = f"no healthy processor offers {capability!r}"
-                    await (await self._dead_letter(decision.reason, detail, frame, capability))
+                    self.acks.track(tp, pending, await self._dead_letter(decision.reason, detail, frame, capability))
                     return
                 await self.pixels.tick(time.monotonic())
                 await asyncio.sleep(HOLD_POLL_SECONDS)
@@ -446,12 +453,13 @@ class FrameRouting:
         count_letter(self.orch, reason, shed)
         return await self.sender.send(self.config.dead_letter_topic, key, value)
 
-    async def _shed(self, frame: FrameEvent, capability: str, reason: str, detail: str) -> None:
+    async def _shed(self, frame: FrameEvent, capability: str, reason: str, detail: str) -> asyncio.Future[Any]:
+        """The frame's dead letter, queued; the caller acks the held record once it is delivered."""
         counters = self.orch.counters
         counters.shed += 1
         counters.shed_by_camera[frame.camera_id] += 1
         counters.shed_by_reason[reason] += 1
-        await (await self._dead_letter(reason, detail, frame, capability, shed=True))
+        return await self._dead_letter(reason, detail, frame, capability, shed=True)
 
     def _envelope_span(self, frames: list[Frame | Invalid], message: Any) -> Any:
         """One span for an envelope, linked to each frame's trace; the frames' own contexts travel on."""

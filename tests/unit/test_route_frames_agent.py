@@ -90,6 +90,45 @@ async def test_drain_sheds_superseded_frames_and_sends_the_latest(worker: tuple[
     assert counters.shed == 1 and counters.shed_by_camera == {"cam-1": 1} and counters.dead_lettered == {}
 
 
+async def test_drain_hands_on_held_frames_without_waiting_for_each_acknowledgement(
+    worker: tuple[WorkerApp, Sent],
+) -> None:
+    """Under overload nearly every frame is held and then shed: a drain that awaited each dead
+    letter's acknowledgement sheds slower than frames are held, and the waiting topic's backlog
+    grows for as long as the overload lasts (tests/faults/test_overload.py)."""
+    built, sent = worker
+    s = built.orch.settings
+    built.router.update_view([view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)])
+    async with built.route_frames.test_context() as agent:
+        for frame_id in ("f1", "f2", "f3"):
+            await agent.put(frame(frame_id, ["object_detection"]), key=b"cam-1")
+    held = sent.records[f"{s.app_id}-waiting"]
+    built.router.update_view([view("det-a", {"object_detection"}, lag=0)])
+    sent.hold = True  # Kafka acknowledges nothing until the test says so
+    async with built.drain_waiting.test_context() as drain:
+        for record in held:
+            await drain.put(json.dumps(record["value"]).encode(), key=record["key"], wait=False)
+        try:
+            for _ in range(50):
+                if len(sent.futures) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(d["reason"], d["frame_id"]) for d in sent.values(s.dead_letter_topic)] == [
+                ("shed", "f1"),
+                ("shed", "f2"),
+            ]
+            assert [r["frame_id"] for r in sent.values(ready(s, "det-a"))] == ["f3"]
+            # Handed on, but none of the held records is acked before its send is acknowledged.
+            assert built.routing.acks.open_records() == 3
+        finally:
+            sent.hold = False
+            for future in sent.futures:
+                future.set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert built.routing.acks.open_records() == 0
+
+
 async def test_protected_frames_pause_until_there_is_room(worker: tuple[WorkerApp, Sent]) -> None:
     built, sent = worker
     critical = [view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)]
