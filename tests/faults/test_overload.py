@@ -204,7 +204,7 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
         return status == 200 and [p["id"] for p in body] == ["slow"]
 
     await wait_until(registered, 60, what="the processor registered")
-    bridge = cluster.spawn("bridge", [sys.executable, "-m", "bridge"])
+    bridge = cluster.spawn("bridge", [sys.executable, "-m", "app.cli", "bridge"])
     redis = aioredis.Redis.from_url(settings.redis_url)
     await asyncio.sleep(2)  # the bridge up: its group created, its first read blocking
     written = CAMERAS * round(seconds * FPS)

@@ -118,7 +118,7 @@ async def test_relay_metrics_count_frames_xadd_errors_commit_lag_and_the_redis_g
     redis = aioredis.from_url(settings.redis_url)
     await redis.xadd(stream, {"x": "1"}, id="18446744073709551615-18446744073709551615")
     producer = await start_reliable_producer(settings.bootstrap_servers, f"relay-test-{unique}")
-    delivery = Delivery(settings, Queue(pid, stream, 100), redis, producer)
+    delivery = Delivery(relay_config(settings), Queue(pid, stream, 100), redis, producer)
     running = asyncio.create_task(delivery.run())
     try:
         for frame in frames:

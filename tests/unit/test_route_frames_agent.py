@@ -97,7 +97,7 @@ async def test_drain_hands_on_held_frames_without_waiting_for_each_acknowledgeme
     letter's acknowledgement sheds slower than frames are held, and the waiting topic's backlog
     grows for as long as the overload lasts (tests/faults/test_overload.py)."""
     built, sent = worker
-    s = built.orch.settings
+    s = built.settings
     built.router.update_view([view("det-a", {"object_detection"}, lag=99, level=Level.CRITICAL)])
     async with built.route_frames.test_context() as agent:
         for frame_id in ("f1", "f2", "f3"):
