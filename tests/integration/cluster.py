@@ -72,10 +72,20 @@ class Proc:
             assert self.popen is not None
             self.popen.wait(10)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds its sockets and state but answers nothing (a long GC pause,
+        a throttled container, a laptop lid closed)."""
+        os.killpg(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGCONT)
+
     def stop(self, timeout: float = 30) -> int | None:
         if self.popen is None:
             return None
         if self.alive():
+            self.thaw()  # a frozen process would not see the SIGTERM until the timeout
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
             try:
