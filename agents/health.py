@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 _JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
 
 
+def heartbeat_path_silent(last_heartbeats: list[float], now: float, deadline: float) -> bool:
+    """No processor has been heard from for half the silence deadline: the path they share (a
+    worker's REST API, the control topic, the registry fold) has stopped, not the processors.
+
+    Processors heartbeat at their own phases, up to one interval apart, so when the path stops
+    they cross the deadline one after another; waiting until EVERY one is past it would fail
+    the first ones over while their siblings still look alive. Half the deadline is crossed
+    before any processor's deadline (at HEARTBEAT_MISSES >= 2) and after a healthy path's
+    longest gap of one interval. One processor alone proves nothing either way.
+    """
+    return len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     processor_id: str
