@@ -19,6 +19,7 @@ import pytest
 from devtools.devstack import DevStack
 from tests.integration.cluster import Cluster
 from tests.integration.fault_run import (
+    FRAMES,
     Pipeline,
     assert_accounted,
     assert_camera_order,
@@ -59,11 +60,22 @@ def cluster(make_settings: Any, broker: tuple[DevStack, int], tmp_path: Path) ->
 async def test_the_broker_frozen_past_every_session_loses_and_repeats_nothing(
     cluster: Cluster, broker: tuple[DevStack, int]
 ) -> None:
-    _, pid = broker
+    await freeze_broker(cluster, broker[1], FROZEN_SECONDS)
+
+
+@pytest.mark.faults_long
+async def test_the_broker_frozen_for_30_s_of_a_60_s_stream_loses_and_repeats_nothing(
+    cluster: Cluster, broker: tuple[DevStack, int]
+) -> None:
+    # Past STALL_TIMEOUT (20 s), and within the clients' request timeout (40 s).
+    await freeze_broker(cluster, broker[1], 30.0, count=6000)
+
+
+async def freeze_broker(cluster: Cluster, pid: int, seconds: float, count: int = FRAMES) -> None:
     thawing: list[asyncio.Task[None]] = []
 
     async def thaw_later() -> None:
-        await asyncio.sleep(FROZEN_SECONDS)
+        await asyncio.sleep(seconds)
         os.kill(pid, signal.SIGCONT)
 
     async def freeze(pipeline: Pipeline) -> None:
@@ -74,7 +86,7 @@ async def test_the_broker_frozen_past_every_session_loses_and_repeats_nothing(
     async def thaw(pipeline: Pipeline) -> None:
         await thawing[0]
 
-    _, outcome = await run_with_fault(cluster, freeze, thaw)
+    _, outcome = await run_with_fault(cluster, freeze, thaw, count=count)
 
     alive = [p.name for p in cluster.procs if p.alive()]
     assert len(alive) == len(cluster.procs), f"only {alive} survived the frozen broker\n{cluster.logs()}"

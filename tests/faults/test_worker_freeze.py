@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.cluster import Cluster
 from tests.integration.fault_run import (
+    FRAMES,
     Pipeline,
     assert_accounted,
     assert_camera_order,
@@ -42,7 +43,13 @@ def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
     c.close()
 
 
-async def freeze_and_thaw(cluster: Cluster, victim: str, exact_stats: bool = False) -> None:
+async def freeze_and_thaw(
+    cluster: Cluster,
+    victim: str,
+    exact_stats: bool = False,
+    frozen_seconds: float = FROZEN_SECONDS,
+    count: int = FRAMES,
+) -> None:
     """``victim`` "worker": the worker that does not lead, and the one the processors register
     with and heartbeat to, so their heartbeat path freezes with it while the leader judges.
     "leader": the leader, while the processors heartbeat to the other worker; its lag sampling
@@ -66,14 +73,14 @@ async def freeze_and_thaw(cluster: Cluster, victim: str, exact_stats: bool = Fal
 
     async def thaw(pipeline: Pipeline) -> None:
         nonlocal took_lead
-        await asyncio.sleep(max(0.0, FROZEN_SECONDS - (time.monotonic() - frozen_at)))
+        await asyncio.sleep(max(0.0, frozen_seconds - (time.monotonic() - frozen_at)))
         took_lead = leads_logged(pipeline) > pipeline.leads_before
         pipeline.workers[pipeline.frozen][0].thaw()
 
     def rest_to(leader: int) -> int:
         return 1 - leader  # the non-leader: the victim in the first case, the survivor in the second
 
-    pipeline, outcome = await run_with_fault(cluster, freeze, thaw, rest_to=rest_to)
+    pipeline, outcome = await run_with_fault(cluster, freeze, thaw, rest_to=rest_to, count=count)
 
     assert all(proc.alive() for proc, _ in pipeline.workers), cluster.logs()
     if victim == "leader":
@@ -90,6 +97,15 @@ async def test_a_worker_frozen_past_its_session_loses_and_repeats_nothing(cluste
 
 async def test_the_leader_frozen_past_its_session_loses_and_repeats_nothing(cluster: Cluster) -> None:
     await freeze_and_thaw(cluster, "leader")
+
+
+@pytest.mark.faults_long
+@pytest.mark.parametrize("victim", ["worker", "leader"])
+async def test_a_worker_frozen_for_40_s_of_a_60_s_stream_loses_and_repeats_nothing(
+    cluster: Cluster, victim: str
+) -> None:
+    # Past STALL_TIMEOUT (20 s) too, and several rounds of the group's session timeout.
+    await freeze_and_thaw(cluster, victim, frozen_seconds=40.0, count=6000)
 
 
 @pytest.mark.faults_long

@@ -30,6 +30,7 @@ from tests.integration.cluster import (
     Cluster,
     Proc,
     http_json,
+    pixels_of,
     produce_frames,
     read_topic,
     small_frame,
@@ -101,6 +102,7 @@ class Pipeline:
     leader: int = -1
     frozen: int = -1  # the worker a fault froze, for its recovery
     leads_before: int = 0
+    sent: int = 0  # frames written so far
 
     @property
     def settings(self) -> Settings:
@@ -192,10 +194,12 @@ async def leader_index(pipeline: Pipeline, within: float = 60) -> int:
 
 
 async def send_frames(pipeline: Pipeline, frames: list[FrameEvent]) -> None:
-    """Into Kafka, or into the capture stream when a bridge runs (as a capture service writes them)."""
+    """Into Kafka, or into the capture stream when a bridge runs, with their pixels, as a capture
+    service writes them."""
     settings = pipeline.settings
     if pipeline.bridge is None:
         await produce_frames(settings, frames)
+        pipeline.sent += len(frames)
         return
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
@@ -203,8 +207,11 @@ async def send_frames(pipeline: Pipeline, frames: list[FrameEvent]) -> None:
             try:
                 async with redis.pipeline(transaction=True) as pipe:
                     for f in frames:
+                        if f.frame_key:
+                            pipe.set(f.frame_key, pixels_of(f), ex=600)
                         pipe.xadd(settings.capture_stream, {"payload": f.model_dump_json()})
                     await pipe.execute()
+                pipeline.sent += len(frames)
                 return
             except (RedisConnectionError, OSError):
                 # Redis is restarting: a capture service keeps its frames until it is back.
@@ -236,14 +243,20 @@ async def run_with_fault(
     *,
     bridge: bool = False,
     rest_to: Callable[[int], int] | None = None,
+    captured_only: bool = False,
     seed: int = 7,
+    count: int = FRAMES,
     settle: float = 150,
 ) -> tuple[Pipeline, Outcome]:
-    """Frames sent at SEND_RATE; ``fault`` once results flow, then ``recover`` (if any)."""
+    """Frames sent at SEND_RATE; ``fault`` once results flow, then ``recover`` (if any).
+
+    ``captured_only``: the outcome accounts for the frames that reached the captured topic,
+    for a fault that may lose frames before they are captured (a Redis without persistence)."""
     pipeline = await start_pipeline(cluster, bridge=bridge, rest_to=rest_to)
     settings = cluster.settings
-    frames = make_frames(seed=seed, prefix=settings.app_id)
-    await store_pixels(settings, frames)
+    frames = make_frames(seed=seed, prefix=settings.app_id, count=count)
+    if not bridge:
+        await store_pixels(settings, frames)
     sending = asyncio.create_task(send_paced(pipeline, frames))
     try:
         # The fault comes mid-stream: once results are flowing, while frames are still coming.
@@ -261,6 +274,8 @@ async def run_with_fault(
         await sending
     finally:
         sending.cancel()
+    if captured_only:
+        frames = await captured_frames(pipeline, frames)
     outcome = await collect(pipeline, frames, settle)
     return pipeline, outcome
 
@@ -270,6 +285,13 @@ async def send_paced(pipeline: Pipeline, frames: list[FrameEvent]) -> None:
     for start in range(0, len(frames), SEND_CHUNK):
         await send_frames(pipeline, frames[start : start + SEND_CHUNK])
         await asyncio.sleep(SEND_CHUNK / SEND_RATE)
+
+
+async def captured_frames(pipeline: Pipeline, frames: list[FrameEvent]) -> list[FrameEvent]:
+    """The frames on the captured topic, once the bridge has mirrored all it will (idle 5 s)."""
+    records = await read_topic(pipeline.settings, pipeline.settings.captured_topic, idle_seconds=5, max_seconds=90)
+    ids = {f["frame_id"] for r in records for f in (r if isinstance(r, list) else [r])}
+    return [f for f in frames if f.frame_id in ids]
 
 
 async def collect(pipeline: Pipeline, frames: list[FrameEvent], settle: float) -> Outcome:
@@ -317,6 +339,13 @@ async def settled_stats(
                 await asyncio.sleep(2)  # and one more publication, so nothing is half counted
                 return await frame_stats(url)
         await asyncio.sleep(1)
+    # Never got there: what each worker boot last published, to tell which counts are missing.
+    for url in pipeline.live_urls():
+        _, boots = await http_json("GET", f"{url}/table/worker_stats/", within=10)
+        stats["boots"] = {
+            boot: {k: v.get(k) for k in ("at", "captured", "routed", "processed")} for boot, v in (boots or {}).items()
+        }
+        break
     return stats
 
 
