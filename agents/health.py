@@ -2,7 +2,8 @@
 
 Pure code: time comes in as epoch or monotonic seconds (the same clock for every call).
 
-- UNHEALTHY: no heartbeat for `heartbeat_misses` x `heartbeat_interval` seconds.
+- UNHEALTHY: no heartbeat for `heartbeat_misses` x `heartbeat_interval` seconds, counted up to
+  the newest heartbeat of any processor (a slow heartbeat path singles no one out).
 - STALLED: heartbeats arrive, but the group's committed offsets have stood still for
   `stall_timeout` seconds while lag is above zero and has not shrunk (work is piling up).
 - Back to HEALTHY after `recovery_heartbeats` fresh heartbeats, each seen with progress
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from agents.config import HealthConfig
 
 _JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
+
+
+def heartbeat_path_silent(last_heartbeats: list[float], now: float, deadline: float) -> bool:
+    """No processor has been heard from for half the silence deadline: the path they share (a
+    worker's REST API, the control topic, the registry fold) has stopped, not the processors.
+
+    Processors heartbeat at their own phases, up to one interval apart, so when the path stops
+    they cross the deadline one after another; waiting until EVERY one is past it would fail
+    the first ones over while their siblings still look alive. Half the deadline is crossed
+    before any processor's deadline (at HEARTBEAT_MISSES >= 2) and after a healthy path's
+    longest gap of one interval. One processor alone proves nothing either way.
+    """
+    return len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +152,12 @@ class HealthTracker:
     def evaluate(self, now: float) -> list[StatusChange]:
         """Apply the rules at `now`; return the status changes, in processor id order."""
         changes: list[StatusChange] = []
+        clock = self._path_clock(now)
         for pid in sorted(self._states):
             st = self._states[pid]
             if st.status not in _JUDGED:
                 continue
-            new, reason = self._judge(st, now)
+            new, reason = self._judge(st, now, clock)
             if new is not st.status:
                 changes.append(StatusChange(pid, st.status, new, reason))
                 if new is not ProcessorStatus.HEALTHY:
@@ -153,9 +168,22 @@ class HealthTracker:
                 st.status = new
         return changes
 
-    def _judge(self, st: _State, now: float) -> tuple[ProcessorStatus, str]:
+    def _path_clock(self, now: float) -> float:
+        """Silence is measured up to the newest heartbeat the path delivered, not up to now.
+
+        A processor is silent when its peers' heartbeats kept arriving while its own did not.
+        When the path itself is slow or stops (the worker taking heartbeats starved or frozen,
+        the broker frozen), every heartbeat ages alike and none is singled out. One processor
+        alone has no peer to compare with: its silence is measured up to now.
+        """
+        heard = [st.last_heartbeat for st in self._states.values() if st.last_heartbeat is not None]
+        if len(self._states) < 2 or not heard:
+            return now
+        return min(now, max(heard))
+
+    def _judge(self, st: _State, now: float, clock: float) -> tuple[ProcessorStatus, str]:
         last = st.last_heartbeat if st.last_heartbeat is not None else st.first_seen
-        silent = now - last
+        silent = clock - last
         if silent > self.deadline:
             missed = int(silent // self.heartbeat_interval)
             return ProcessorStatus.UNHEALTHY, f"no heartbeat for {silent:.1f}s ({missed} intervals missed)"

@@ -25,7 +25,7 @@ from typing import Any
 from agents.backpressure import LevelTracker, router_level
 from agents.config import HealthWatchConfig
 from agents.failover import Failover
-from agents.health import HealthTracker
+from agents.health import HealthTracker, heartbeat_path_silent
 from agents.routing import Router
 from core.context import Orchestrator
 from core.lag import LagSample, LagSampler
@@ -116,17 +116,20 @@ class HealthWatch:
                     self.failover.start(rec, reason=status.value)
 
     def _may_judge(self, records: dict[str, ProcessorRecord], now: float) -> bool:
-        """Verdicts wait while partitions move, and while EVERY processor looks silent.
+        """Verdicts wait while partitions move, and while no processor's heartbeat comes through.
 
-        All heartbeats stopping at once says more about the path they travel (REST,
+        All heartbeats stopping together says more about the path they travel (REST,
         control topic, registry fold) than about the processors; failing them all over
         would dead-letter frames that can simply wait in their topics.
         """
         if now < self.quiet_until:
             return False
-        deadline = self.health.deadline
-        if len(records) > 1 and all(now - r.last_heartbeat.timestamp() > deadline for r in records.values()):
+        beats = [r.last_heartbeat.timestamp() for r in records.values()]
+        if heartbeat_path_silent(beats, now, self.health.deadline):
             log.warning("no heartbeat from any of %d processors: holding health verdicts", len(records))
+            # Once heartbeats flow again the processors' next beats arrive one by one: give
+            # every one of them a deadline to be folded before any is judged.
+            self.quiet_until = now + self.health.deadline
             return False
         return True
 
@@ -218,6 +221,7 @@ class LeaderWatch:
             return
         if self.watch is None:
             self.watch = self.make(self.orch, self.router, self.config)
+            log.info("leader: sampling lag and judging health")
         try:
             await asyncio.wait_for(self.watch.tick(), timeout=max(5.0, self.config.lag_sample_interval * 5))
         except Exception as exc:

@@ -152,6 +152,15 @@ class DevStack:
         while self._started:
             self._started.pop().stop()
 
+    def pid_of(self, name: str) -> int | None:
+        """The pid of the ``kafka`` or ``redis`` server this stack runs as a process (fault tests
+        SIGSTOP it); None when it is a container or was given."""
+        for started in self._started:
+            if started.name == name and started.proc is not None and started.proc.alive():
+                # dies_with_parent's setpriv execs the server: one pid.
+                return started.proc.pid
+        return None
+
     @property
     def bootstrap_servers(self) -> str:
         assert self.kafka_url, "start() first"

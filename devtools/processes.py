@@ -134,11 +134,20 @@ class ChildProcess:
             assert self.popen is not None
             self.popen.wait(timeout)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds its sockets and state but answers nothing (a long GC pause,
+        a throttled container, a laptop lid closed)."""
+        self.signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.signal_group(signal.SIGCONT)
+
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, then SIGKILL if still running after ``timeout``; the exit code."""
         if self.popen is None:
             return None
         if self.alive():
+            self.thaw()  # a frozen process would not see the SIGTERM until the timeout
             self.terminate()
             try:
                 self.popen.wait(timeout)

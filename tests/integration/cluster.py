@@ -144,11 +144,15 @@ async def store_pixels(settings: Settings, frames: Iterable[FrameEvent], ttl: in
         async with client.pipeline(transaction=False) as pipe:
             for f in frames:
                 if f.frame_key:
-                    size = (f.width or 1) * (f.height or 1)
-                    pipe.set(f.frame_key, bytes((hash(f.frame_id) + i) % 256 for i in range(size)), ex=ttl)
+                    pipe.set(f.frame_key, pixels_of(f), ex=ttl)
             await pipe.execute()
     finally:
         await client.aclose()
+
+
+def pixels_of(frame: FrameEvent) -> bytes:
+    size = (frame.width or 1) * (frame.height or 1)
+    return bytes((hash(frame.frame_id) + i) % 256 for i in range(size))
 
 
 async def assign_from_start(consumer: AIOKafkaConsumer, topic: str, within: float = 30.0) -> None:

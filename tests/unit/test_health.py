@@ -176,9 +176,28 @@ def test_changes_come_in_processor_order_and_settings_are_honoured() -> None:
     assert h.deadline == 2.0
     for pid in ("z", "a", "m"):
         h.heartbeat(pid, 0.0)
+    h.heartbeat("peer", 2.5)  # the heartbeat path works: the others' silence is their own
     assert [c.processor_id for c in h.evaluate(2.5)] == ["a", "m", "z"]
     h.heartbeat("m", 3.0)
     assert h.evaluate(3.0) == [StatusChange("m", S.UNHEALTHY, S.HEALTHY, "1 fresh heartbeats with progress")]
+
+
+def test_silence_is_measured_up_to_the_newest_heartbeat_the_path_delivered() -> None:
+    h = HealthTracker(heartbeat_interval=2.0, heartbeat_misses=3)  # deadline 6 s
+    h.heartbeat("det", 10.0)
+    h.heartbeat("face", 11.5)
+    # The path slowed down: only face got through since, late. det is not singled out.
+    h.heartbeat("face", 14.0)
+    assert h.evaluate(18.0) == []
+    # face keeps getting through while det does not: det's silence is its own.
+    h.heartbeat("face", 16.5)
+    assert [(c.processor_id, c.new) for c in h.evaluate(18.5)] == [("det", S.UNHEALTHY)]
+
+
+def test_a_lone_processor_is_judged_by_the_clock() -> None:
+    h = HealthTracker(heartbeat_interval=2.0, heartbeat_misses=3)
+    h.heartbeat("only", 10.0)
+    assert [c.new for c in h.evaluate(16.5)] == [S.UNHEALTHY]
 
 
 def test_invalid_parameters_are_rejected() -> None:
