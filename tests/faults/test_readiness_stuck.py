@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from tests.integration.cluster import Cluster, http_json, produce_frames, small_frame, wait_ready, wait_until
+from tests.integration.cluster import (
+    Cluster,
+    http_json,
+    produce_frames,
+    small_frame,
+    store_pixels,
+    wait_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 STUCK_AFTER = 3.0
@@ -41,6 +49,8 @@ async def test_a_router_holding_a_protected_frame_is_live_but_not_ready(cluster:
     status, _ = await http_json("POST", f"{url}/api/v1/processors/register", spec)
     assert status == 201
     frames = [small_frame(f"p-{n}", "cam", n, f"px:{n}", ["motion"], priority=9) for n in range(3)]
+    # With pixels: a held frame whose pixels are gone is dead-lettered, and nothing would hold.
+    await store_pixels(settings, frames)
     await produce_frames(settings, frames)
     started = time.monotonic()
 
