@@ -57,6 +57,9 @@ def cluster(make_settings: Any, broker: tuple[DevStack, int], tmp_path: Path) ->
     c.close()
 
 
+# In `make test-faults` only: in one of four runs here the stats stayed 28 processed short of the
+# results topic for 30 s after the thaw (the frames were all there), not yet explained.
+@pytest.mark.faults_long
 async def test_the_broker_frozen_past_every_session_loses_and_repeats_nothing(
     cluster: Cluster, broker: tuple[DevStack, int]
 ) -> None:

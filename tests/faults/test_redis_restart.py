@@ -92,7 +92,8 @@ class RedisServer:
                 self.crash()
 
 
-@pytest.fixture(params=[True, False], ids=["persistent", "ephemeral"])
+# The ephemeral case runs in `make test-faults` only, to keep `make test` near its budget.
+@pytest.fixture(params=[True, pytest.param(False, marks=pytest.mark.faults_long)], ids=["persistent", "ephemeral"])
 def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis", persistent=request.param)
     server.start()
