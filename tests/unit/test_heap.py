@@ -29,7 +29,8 @@ def test_objects_alive_at_the_freeze_leave_the_collections_and_later_ones_do_not
     before = [object()]  # a list: tracked by the collector, unlike a bare object
     frozen = freeze_long_lived("test")
     after = [object()]
-    assert frozen == gc.get_freeze_count() > 0
+    # Not equal to get_freeze_count() later: a frozen object freed by its refcount leaves the count.
+    assert frozen > 0
     assert not tracked(before)
     assert tracked(after)
 
