@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with a configurable fetch wait.
+"""Faust's aiokafka transport with a configurable fetch wait and a faster drain (app/fast_drain.py).
 
 Faust builds its consumer with fetch_max_wait_ms=1500 and no setting to change it. Apache
 Kafka answers a fetch as soon as data arrives, so there it only bounds idle polling; a
@@ -14,6 +14,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.auth import CredentialsT
 
+from app.fast_drain import FastDrainMixin
 from frame_buffer_sdk.kafka_security import KafkaSecurity
 
 
@@ -35,7 +36,7 @@ def app_with_fetch_wait(fetch_max_wait_ms: int) -> type[faust.App]:
 
     Thread.fetch_max_wait_ms = fetch_max_wait_ms
 
-    class FetchWaitConsumer(faust_aiokafka.Consumer):
+    class FetchWaitConsumer(FastDrainMixin, faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return Thread(self, loop=self.loop, beacon=self.beacon)
 

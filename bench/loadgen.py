@@ -60,9 +60,18 @@ async def kafka_sender(
 
 
 async def generate(
-    send: Sender, template: str, capabilities: list[str], cameras: int, tag: str, rate: float, count: int
+    send: Sender,
+    template: str,
+    capabilities: list[str],
+    cameras: int,
+    tag: str,
+    rate: float,
+    count: int,
+    fanout: bool = False,
 ) -> dict[str, object]:
+    """``fanout``: every frame asks for all the capabilities (the capture stream is the one target)."""
     targets = {cap: template.format(cap=cap) for cap in capabilities}
+    every = ",".join(capabilities)
     started_wall = time.time()
     t0 = time.perf_counter()
     sent = 0
@@ -80,7 +89,7 @@ async def generate(
         for seq in range(sent, sent + size):
             camera = seq % cameras
             cap = capability_of(camera, capabilities)
-            batch.append((targets[cap], flat_fields(tag, seq, camera, cap, now)))
+            batch.append((targets[cap], flat_fields(tag, seq, camera, every if fanout else cap, now)))
         await send(batch)
         sent += size
     elapsed = time.perf_counter() - t0
@@ -115,6 +124,7 @@ async def serve(args: argparse.Namespace) -> None:
                 str(command["tag"]),
                 float(command["rate"]),
                 int(command["count"]),
+                bool(command.get("fanout", False)),
             )
             print(json.dumps(result), flush=True)
     finally:

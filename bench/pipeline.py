@@ -55,6 +55,7 @@ def _has(module: str, name: str) -> bool:
 
 class OurPipeline(System):
     role = "ours"
+    fans_out = True
 
     def __init__(self, env: BenchEnv, workers: int = 1, store: str = "rocksdb://") -> None:
         super().__init__(env)

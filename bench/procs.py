@@ -54,10 +54,13 @@ class LoadGen:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    async def send(self, tag: str, rate: float, count: int, limit: float) -> dict[str, Any]:
-        """Send ``count`` frames at ``rate`` (0 = flat out); returns the generator's own account."""
+    async def send(self, tag: str, rate: float, count: int, limit: float, fanout: bool = False) -> dict[str, Any]:
+        """Send ``count`` frames at ``rate`` (0 = flat out); returns the generator's own account.
+
+        ``fanout``: each frame asks for every capability, so it arrives once per processor."""
         assert self.proc is not None and self.proc.stdin is not None, "start() first"
-        self.proc.stdin.write((json.dumps({"tag": tag, "rate": rate, "count": count}) + "\n").encode())
+        command = {"tag": tag, "rate": rate, "count": count, "fanout": fanout}
+        self.proc.stdin.write((json.dumps(command) + "\n").encode())
         await self.proc.stdin.drain()
         return await self._reply(limit)
 

@@ -33,7 +33,7 @@ class Profile:
 
     def plan_for(self, system: str) -> Plan:
         if system in self.throughput_only:
-            return Plan(**{**self.plan.__dict__, "loads": [], "sustain_check": False})
+            return Plan(**{**self.plan.__dict__, "loads": [], "fanout_loads": [], "sustain_check": False})
         return self.plan
 
 
@@ -44,6 +44,7 @@ PROFILES = {
             throughput_frames=300,
             throughput_timeout=30,
             loads=[100.0, 400.0],
+            fanout_loads=[100.0],
             load_seconds=0.5,
             drain_seconds=5,
             warmup_timeout=45,
@@ -59,6 +60,7 @@ PROFILES = {
             throughput_frames=4_000,
             throughput_timeout=45,
             loads=[100.0, 1_000.0, 5_000.0],
+            fanout_loads=[400.0],
             load_seconds=2.5,
             drain_seconds=6,
             warmup_timeout=60,
@@ -73,6 +75,7 @@ PROFILES = {
             throughput_frames=30_000,
             throughput_timeout=150,
             loads=[100.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0],
+            fanout_loads=[400.0],
             load_seconds=10.0,
             drain_seconds=30,
             warmup_timeout=90,

@@ -56,6 +56,8 @@ class System(abc.ABC):
     label: str = ""
     # "ours", "limit" (what the hops cost with no logic) or "today" (what users run now)
     role: str = ""
+    # Whether one frame can ask for several capabilities (the baselines route by one header).
+    fans_out: bool = False
 
     def __init__(self, env: BenchEnv) -> None:
         self.env = env
@@ -165,12 +167,16 @@ def latency_growth(captured: list[float], latencies: list[float]) -> float | Non
 
 
 async def measure_latency(
-    system: System, rate: float, duration: float, drain: float, tag_prefix: str = "load"
+    system: System, rate: float, duration: float, drain: float, tag_prefix: str = "load", fanout: bool = False
 ) -> dict[str, Any]:
-    """Offer ``rate`` frames/s for ``duration`` s, then wait up to ``drain`` s for the stragglers."""
-    count = max(1, round(rate * duration))
+    """Offer ``rate`` frames/s for ``duration`` s, then wait up to ``drain`` s for the stragglers.
+
+    ``fanout``: every frame asks for every capability; each (frame, processor) pair is one
+    arrival, and the latencies are the pairs'."""
+    frames = max(1, round(rate * duration))
+    count = frames * (len(system.env.capabilities) if fanout else 1)
     tag = f"{tag_prefix}{round(rate)}"
-    sent = await system.loadgen.send(tag, rate, count, limit=duration * 3 + 30)
+    sent = await system.loadgen.send(tag, rate, frames, limit=duration * 3 + 30, fanout=fanout)
     await system.recorder.wait_for(tag, count, limit=drain, idle_limit=min(drain, 5))
     stats = system.recorder.stats(tag)
     received = len(stats.latencies)
@@ -178,6 +184,8 @@ async def measure_latency(
     growth = latency_growth(stats.captured, stats.latencies)
     return {
         "offered": rate,
+        "fanout": fanout,
+        "pairs": count,
         "sent": int(sent["sent"]),
         "send_rate": float(sent["rate"]),
         "received": received,
@@ -202,6 +210,9 @@ class Plan:
     drain_seconds: float
     warmup_timeout: float
     sustain_check: bool = False
+    # Offered loads at which every frame asks for every capability (issue 9's end-to-end case:
+    # 3 processors, fan-out, about 400 frames/s). Only systems that fan out run them.
+    fanout_loads: list[float] = field(default_factory=list)
 
 
 async def run_system(system: System, plan: Plan) -> dict[str, Any]:
@@ -218,6 +229,13 @@ async def run_system(system: System, plan: Plan) -> dict[str, Any]:
                 probe = round(0.9 * result["throughput"]["rate"], -1)
                 check = await measure_latency(system, probe, plan.load_seconds, plan.drain_seconds, "sustain")
                 result["sustain_check"] = check
+        if system.fans_out and plan.fanout_loads:
+            # Before the paced loads: a load that was not sustained would leave its backlog here.
+            result["fanout"] = []
+            for rate in plan.fanout_loads:
+                row = await measure_latency(system, rate, plan.load_seconds, plan.drain_seconds, "fanout", fanout=True)
+                result["fanout"].append(row)
+                system.check()
         result["latency"] = []
         saturated_at: float | None = None
         for rate in plan.loads:

@@ -40,6 +40,11 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
         assert system["latency"][0]["received"] > 0
         assert all("skipped" in row or row["p99_ms"] is not None for row in system["latency"])
     ours = results["systems"][0]
+    # Every fan-out frame reaches each of the three processors: 100 frames/s for 0.5 s is 150 pairs.
+    (fanout,) = ours["fanout"]
+    assert (fanout["offered"], fanout["pairs"]) == (100.0, 150)
+    assert fanout["received"] == fanout["pairs"] - fanout["missing"] > 0
+    assert not any("fanout" in s for s in results["systems"][1:])
     assert set(ours["peak_rss_mb"]) == {"worker-0", "bridge"}
     assert all(mb and mb > 0 for mb in ours["peak_rss_mb"].values())
     assert {r["mode"] for r in results["routing_cost"]} == {"stateless", "stateful"}
@@ -49,7 +54,15 @@ def test_smoke_profile_writes_results(stack: DevStack, tmp_path: Path) -> None:
     assert {t["target"] for t in results["targets"]} >= {"routing decision <= 50 µs", ">= 50% of the null pipeline"}
 
     markdown = (tmp_path / "smoke-subset.md").read_text()
-    headings = ("## Targets", "## Throughput", "## Latency", "## Peak memory", "## One worker alone", "## Routing cost")
+    headings = (
+        "## Targets",
+        "## Throughput",
+        "## Latency",
+        "## Fan-out",
+        "## Peak memory",
+        "## One worker alone",
+        "## Routing cost",
+    )
     for heading in headings:
         assert heading in markdown
     assert (tmp_path / "smoke-subset.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
