@@ -1,9 +1,18 @@
-"""Faust's aiokafka transport with a configurable fetch wait and a faster drain (app/fast_drain.py).
+"""Faust's aiokafka transport with a configurable fetch wait, no prefetch stall, and a faster
+drain (app/fast_drain.py).
 
 Faust builds its consumer with fetch_max_wait_ms=1500 and no setting to change it. Apache
 Kafka answers a fetch as soon as data arrives, so there it only bounds idle polling; a
 broker that holds every fetch for the full wait (the embedded Tansu does) adds up to that
 wait to every hop. CONSUMER_FETCH_MAX_WAIT_MS sets it.
+
+aiokafka sends no fetch to a broker while any partition it leads has records fetched but not
+yet consumed, for up to ``prefetch_backoff`` (0.1 s). Faust "pauses" the changelog partitions
+of its own tables after recovery only in its own bookkeeping: aiokafka still fetches them, and
+their records are never consumed. So each new record the worker wrote to a table (the dedupe
+index, affinity, held frames) froze the fetch of every other partition on that broker for
+100 ms: the p99 of 120 ms at 100 frames/s, against a p50 of 28. Without the backoff a
+partition with unconsumed records is still skipped, but the others are fetched at once.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from faust.types.auth import CredentialsT
 from app.fast_drain import FastDrainMixin
 from frame_buffer_sdk.kafka_security import KafkaSecurity
 
+#: aiokafka's Fetcher(prefetch_backoff=0.1), which AIOKafkaConsumer does not expose.
+PREFETCH_BACKOFF_SECONDS = 0.0
+
 
 class _FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     fetch_max_wait_ms = 1500
@@ -26,6 +38,11 @@ class _FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Read by aiokafka when the consumer starts and builds its fetcher.
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # The fetcher exists once the consumer started; each fetch result reads the value anew.
+        self._ensure_consumer()._fetcher._prefetch_backoff = PREFETCH_BACKOFF_SECONDS
 
 
 def app_with_fetch_wait(fetch_max_wait_ms: int) -> type[faust.App]:
