@@ -33,9 +33,11 @@ def heartbeat_path_silent(
     """Nothing came through for half the silence deadline: the path the heartbeats share (a
     worker's REST API, the control topic, the registry fold) has stopped, not the processors.
 
-    ``path_tick`` is the send time of the newest leader tick the path delivered (agents.path_tick):
-    with it, silence is the age of the newest of ticks and heartbeats, so it holds verdicts for
-    one processor too, and a stopped leader tick alone does not while heartbeats still arrive.
+    ``path_tick`` is the send time of the newest leader tick the path delivered (agents.path_tick).
+    With it the path is also silent when neither a tick nor a heartbeat came through for half the
+    deadline, which holds verdicts for a lone processor too. A tick that comes through does not
+    clear the first rule: the processors may post to another worker than the leader, and that
+    worker may be the one that stopped.
 
     Processors heartbeat at their own phases, up to one interval apart, so when the path stops
     they cross the deadline one after another; waiting until EVERY one is past it would fail
@@ -43,9 +45,10 @@ def heartbeat_path_silent(
     before any processor's deadline (at HEARTBEAT_MISSES >= 2) and after a healthy path's
     longest gap of one interval. Without ticks, one processor alone proves nothing either way.
     """
-    if path_tick is not None:
-        return now - max([*last_heartbeats, path_tick]) > deadline / 2
-    return len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
+    every_processor = len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
+    if path_tick is None:
+        return every_processor
+    return every_processor or now - max([*last_heartbeats, path_tick]) > deadline / 2
 
 
 @dataclass(frozen=True, slots=True)

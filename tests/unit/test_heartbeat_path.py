@@ -84,6 +84,13 @@ def test_with_ticks_a_lone_processor_tells_a_stopped_path() -> None:
     assert heartbeat_path_silent([], now, DEADLINE, path_tick=now - DEADLINE)
 
 
+def test_every_processor_silent_while_the_ticks_flow_is_still_the_path() -> None:
+    """The processors post to a worker that froze; the leader, another worker, ticks on."""
+    beats = [10.0 - INTERVAL + 0.1, 10.0 - 1.0, 10.0]
+    now = min(beats) + DEADLINE - 0.1
+    assert heartbeat_path_silent(beats, now, DEADLINE, path_tick=now - 0.5)
+
+
 def test_an_older_tick_never_moves_the_path_clock_back() -> None:
     tracker = HealthTracker(heartbeat_interval=INTERVAL, heartbeat_misses=3)
     tracker.path_tick(50.0)
