@@ -135,11 +135,12 @@ class HealthWatch:
             return False
         beats = [r.last_heartbeat.timestamp() for r in records.values()]
         if records and heartbeat_path_silent(beats, now, self.health.deadline, self.health.path_ticked_at):
+            ticked = self.health.path_ticked_at
             log.warning(
-                "nothing through the heartbeat path for %.1fs (%d processors, the leader's tick): "
-                "holding health verdicts",
-                now - max([*beats, self.health.path_ticked_at or 0.0]),
+                "newest heartbeat of %d processors %.1fs old, the leader's tick %.1fs: holding health verdicts",
                 len(records),
+                now - max(beats),
+                now - ticked if ticked is not None else float("inf"),
             )
             # Once heartbeats flow again the processors' next beats arrive one by one: give
             # every one of them a deadline to be folded before any is judged.

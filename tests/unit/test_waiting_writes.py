@@ -137,3 +137,16 @@ async def test_a_held_frame_the_table_never_heard_of_is_kept(worker: tuple[Worke
     other, other_sent = new_owner(built, {})
     await drain(other, held[-1:])
     assert outcome(other, other_sent) == ([], [f"f{BURST - 1}"])
+
+
+async def test_a_revoke_queues_the_unwritten_newest_on_the_real_changelog(worker: tuple[WorkerApp, Sent]) -> None:
+    built, sent = worker
+    built.routing.latest = LatestWaiting(tick_seconds=3600.0)
+    await hold_burst(built, sent)
+    buffer = built.app.producer.buffer
+    before = buffer.size
+    built.routing.forget([0])
+    assert buffer.size == before + 1
+    queued = buffer.pending.get_nowait()
+    assert queued.message.partition == 0
+    assert queued.message.channel.get_topic_name() == f"{built.settings.app_id}-latest_waiting-changelog"
