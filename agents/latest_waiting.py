@@ -17,10 +17,11 @@ rebalance or a crash, when the table may lack the last tick's writes:
   newest and kept, never shed. Without sequences the newest frame of a camera was shed whenever
   its table write had been lost.
 
-The window: after a crash (a graceful revoke persists the unwritten tick first), the frames of
-a camera held during the last unwritten tick each look newest in turn to the next owner, so
-those that find room are sent instead of shed. Nothing is lost or sent twice by this; at most
-one tick's frames per camera reach a processor that had room for them.
+The window: after a crash (a revoke sends the unwritten tick to the changelog first, though a
+next owner whose recovery read the changelog before that record landed misses it too), the
+frames of a camera held during the last unwritten tick each look newest in turn to the next
+owner, so those that find room are sent instead of shed. Nothing is lost or sent twice by this;
+at most one tick's frames per camera reach a processor that had room for them.
 """
 
 from __future__ import annotations
