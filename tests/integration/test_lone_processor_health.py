@@ -59,9 +59,9 @@ async def test_a_killed_lone_processor_is_failed_about_a_deadline_after_its_last
     async def unhealthy() -> bool:
         return await status_of(url, "lone") == "unhealthy"
 
-    await wait_until(unhealthy, 30, what="the killed lone processor judged unhealthy")
+    await wait_until(unhealthy, 40, what="the killed lone processor judged unhealthy")
     took = time.monotonic() - killed
     print(f"lone processor judged unhealthy {took:.1f} s after SIGKILL (deadline {deadline:.0f} s)")
     # A deadline after its last heartbeat (up to one interval before the kill), plus the tick's
-    # age and the registry fold: far below the 30 s a held verdict would take.
-    assert took < deadline + INTERVAL + 5, cluster.logs()
+    # age and the registry fold (3.5 s measured); a verdict held for want of ticks never comes.
+    assert took < deadline + INTERVAL + 10, cluster.logs()
