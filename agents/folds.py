@@ -1,6 +1,6 @@
 """The agents that fold event topics into GlobalTables (the only writers of those tables).
 
-* fold_registry: processors.control -> processors
+* fold_registry: processors.control -> processors (and the leader's ticks -> heartbeat_path)
 * fold_load:     <app>-load-reports  -> processor_load
 * fold_stats:    <app>-worker-stats  -> worker_stats
 """
@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.config import RegistryConfig
+from agents.path_tick import TABLE_KEY, TICK_KEY, fold_tick
 from agents.registry_fold import UnknownProcessor, fold_control
 from core.context import Orchestrator
 from core.deadletter import dead_letter_event
@@ -29,6 +30,13 @@ def register_folds(orch: Orchestrator, registry: RegistryConfig) -> None:
     async def fold_registry(stream: Any) -> None:
         async for event in stream.events():
             key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else str(event.key)
+            if event.key == TICK_KEY:
+                # Folded in order with the heartbeats before it: the leader's measure of this path.
+                try:
+                    tables.heartbeat_path[TABLE_KEY] = fold_tick(event.value)
+                except ValueError as exc:
+                    await dead_letter_event(orch, "invalid_control_event", str(exc)[:500], key, event.value)
+                continue
             try:
                 control = ControlEvent.model_validate_json(event.value)
                 updated = fold_control(tables.registry.get(control.processor_id), control, registry)

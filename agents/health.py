@@ -3,7 +3,8 @@
 Pure code: time comes in as epoch or monotonic seconds (the same clock for every call).
 
 - UNHEALTHY: no heartbeat for `heartbeat_misses` x `heartbeat_interval` seconds, counted up to
-  the newest heartbeat of any processor (a slow heartbeat path singles no one out).
+  the newest heartbeat of any processor or tick of the leader's that the path delivered (a slow
+  heartbeat path singles no one out, a lone processor included).
 - STALLED: heartbeats arrive, but the group's committed offsets have stood still for
   `stall_timeout` seconds while lag is above zero and has not shrunk (work is piling up).
 - Back to HEALTHY after `recovery_heartbeats` fresh heartbeats, each seen with progress
@@ -26,17 +27,28 @@ if TYPE_CHECKING:
 _JUDGED = (ProcessorStatus.HEALTHY, ProcessorStatus.UNHEALTHY, ProcessorStatus.STALLED)
 
 
-def heartbeat_path_silent(last_heartbeats: list[float], now: float, deadline: float) -> bool:
-    """No processor has been heard from for half the silence deadline: the path they share (a
+def heartbeat_path_silent(
+    last_heartbeats: list[float], now: float, deadline: float, path_tick: float | None = None
+) -> bool:
+    """Nothing came through for half the silence deadline: the path the heartbeats share (a
     worker's REST API, the control topic, the registry fold) has stopped, not the processors.
+
+    ``path_tick`` is the send time of the newest leader tick the path delivered (agents.path_tick).
+    With it the path is also silent when neither a tick nor a heartbeat came through for half the
+    deadline, which holds verdicts for a lone processor too. A tick that comes through does not
+    clear the first rule: the processors may post to another worker than the leader, and that
+    worker may be the one that stopped.
 
     Processors heartbeat at their own phases, up to one interval apart, so when the path stops
     they cross the deadline one after another; waiting until EVERY one is past it would fail
     the first ones over while their siblings still look alive. Half the deadline is crossed
     before any processor's deadline (at HEARTBEAT_MISSES >= 2) and after a healthy path's
-    longest gap of one interval. One processor alone proves nothing either way.
+    longest gap of one interval. Without ticks, one processor alone proves nothing either way.
     """
-    return len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
+    every_processor = len(last_heartbeats) > 1 and now - max(last_heartbeats) > deadline / 2
+    if path_tick is None:
+        return every_processor
+    return every_processor or now - max([*last_heartbeats, path_tick]) > deadline / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +88,14 @@ class _State:
 
 
 class HealthTracker:
-    __slots__ = ("_states", "heartbeat_interval", "heartbeat_misses", "recovery_heartbeats", "stall_timeout")
+    __slots__ = (
+        "_path_tick",
+        "_states",
+        "heartbeat_interval",
+        "heartbeat_misses",
+        "recovery_heartbeats",
+        "stall_timeout",
+    )
 
     def __init__(
         self,
@@ -95,6 +114,7 @@ class HealthTracker:
         self.stall_timeout = stall_timeout
         self.recovery_heartbeats = recovery_heartbeats
         self._states: dict[str, _State] = {}
+        self._path_tick: float | None = None
 
     @classmethod
     def from_config(cls, config: HealthConfig) -> HealthTracker:
@@ -137,6 +157,16 @@ class HealthTracker:
             st.lag_at_still = lag
         st.lag = lag
 
+    def path_tick(self, at: float) -> None:
+        """The newest leader tick the heartbeat path delivered was sent at ``at``; an older one
+        than already seen (another leader's, reordered) is ignored."""
+        if self._path_tick is None or at > self._path_tick:
+            self._path_tick = at
+
+    @property
+    def path_ticked_at(self) -> float | None:
+        return self._path_tick
+
     def forget(self, processor_id: str) -> None:
         self._states.pop(processor_id, None)
 
@@ -169,14 +199,19 @@ class HealthTracker:
         return changes
 
     def _path_clock(self, now: float) -> float:
-        """Silence is measured up to the newest heartbeat the path delivered, not up to now.
+        """Silence is measured up to the newest heartbeat or leader tick the path delivered, not
+        up to now.
 
-        A processor is silent when its peers' heartbeats kept arriving while its own did not.
-        When the path itself is slow or stops (the worker taking heartbeats starved or frozen,
-        the broker frozen), every heartbeat ages alike and none is singled out. One processor
-        alone has no peer to compare with: its silence is measured up to now.
+        A processor is silent when its peers' heartbeats, or the leader's ticks, kept arriving
+        while its own did not. When the path itself is slow or stops (the worker taking
+        heartbeats starved or frozen, the broker frozen), every heartbeat ages alike and none is
+        singled out. The tick is the peer that is always there: a lone processor's silence is
+        measured up to it, and only without ticks up to now. A dead processor is still found a
+        deadline after its last heartbeat, plus the tick's age: about one sample on a healthy path.
         """
         heard = [st.last_heartbeat for st in self._states.values() if st.last_heartbeat is not None]
+        if self._path_tick is not None:
+            return min(now, max([*heard, self._path_tick]))
         if len(self._states) < 2 or not heard:
             return now
         return min(now, max(heard))

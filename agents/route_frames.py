@@ -32,6 +32,7 @@ from agents.config import RoutingConfig
 from agents.dedupe_index import DedupeIndex, batch_partition, dedupe_key
 from agents.frame_decode import Frame, Invalid, decode_frame, from_event
 from agents.held_pixels import HeldPixels
+from agents.latest_waiting import Held, LatestWaiting, Verdict, judge, parse_held
 from agents.progress import ProgressWatch
 from agents.record_acks import PendingRecord, RecordAcks
 from agents.routing import Action, Decision, Router
@@ -87,6 +88,8 @@ class FrameRouting:
         self.router = router
         self.sender = sender
         self.index = DedupeIndex(config.dedupe.window_seconds, config.dedupe.max_pairs)
+        # The newest held frame per camera and capability; the table gets coalesced writes.
+        self.latest = LatestWaiting()
         self.acks = RecordAcks(self._fatal)
         # Set by the worker's entrypoint to stop the worker; a test may leave it unset.
         self.on_fatal = on_fatal
@@ -143,8 +146,8 @@ class FrameRouting:
         held = json.loads(event.value)
         frame = FrameEvent.model_validate(held["frame"])
         capability: str = held["capability"]
-        latest = self.orch.tables.waiting
         key = waiting_key(frame.camera_id, capability)
+        record = Held(frame.frame_id, _held_seq(held.get("seq")))
         partition = event.message.partition
         self._ensure_loaded(partition)  # the waiting topic is co-partitioned with the captured one
         fast = from_event(frame)
@@ -152,7 +155,7 @@ class FrameRouting:
         tp = event.message.tp
         with self.pixels.holding([frame.frame_key]):
             while True:
-                if latest[key] != frame.frame_id:
+                if not self._still_newest(partition, key, record):
                     shed = await self._shed(frame, capability, "shed", "a newer frame of this camera is waiting")
                     self.acks.track(tp, pending, shed)
                     return
@@ -174,14 +177,46 @@ class FrameRouting:
                 await self.pixels.tick(time.monotonic())
                 await asyncio.sleep(HOLD_POLL_SECONDS)
 
+    def _still_newest(self, partition: int, key: str, record: Held) -> bool:
+        """Whether a held record is still the newest of its camera and capability (else it is shed).
+
+        Called inside the drain's stream, so the partition's due table writes go out from here too:
+        a burst of holds followed by silence on the captured topic still reaches the table.
+        """
+        now = time.monotonic()
+        self._write_waiting(self.latest.due(partition, now))
+        newest = self.newest_held(partition, key)
+        verdict = judge(newest, record)
+        if verdict is Verdict.ADOPT:
+            log.info("held frame %s is newer than the table's %s for %s: kept", record.frame_id, newest, key)
+            self._write_waiting(self.latest.held(partition, key, record, now))
+        return verdict is not Verdict.SHED
+
+    def newest_held(self, partition: int, key: str) -> Held | None:
+        """The newest held frame of a key: this worker's unwritten one, else the table's."""
+        return self.latest.newest(partition, key) or parse_held(self.orch.tables.waiting.get(key))
+
+    def _write_waiting(self, writes: list[tuple[str, Held]]) -> None:
+        """Inside a stream of the writes' partition, so they go to that changelog partition."""
+        table = self.orch.tables.waiting
+        for key, held in writes:
+            table[key] = held.value()
+
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions of the captured topic this worker lost: their next owner rebuilds the index.
 
         The affinity cache is dropped whole: a partition that comes back may have moved cameras
-        while it was away, and the table (recovered by then) has the truth.
+        while it was away, and the table (recovered by then) has the truth. The newest held
+        frames not yet written go to the waiting table's changelog now, with their partition
+        named: the revoke happens outside any stream, and the next owner reads that table.
         """
+        partitions = list(partitions)
         self.index.drop(partitions)
         self._affinities.clear()
+        table = self.orch.tables.waiting
+        for partition, writes in self.latest.drop(partitions).items():
+            for key, held in writes:
+                table.send_changelog(partition, key, held.value())
 
     def _affinity(self, camera_id: str) -> dict[str, str]:
         """The camera's affinity, read from the table once and then from memory: only this agent
@@ -223,6 +258,7 @@ class FrameRouting:
                 if span is not None:
                     span.end()
         self._flush(partition)
+        self._write_waiting(self.latest.due(partition, time.monotonic()))
 
     async def _route_frame(
         self,
@@ -276,7 +312,7 @@ class FrameRouting:
                         self.acks.track(tp, pending, await self._pixels_gone(frame.event(), decision.capability))
                         continue
                 if decision.action is Action.HOLD:
-                    self.acks.track(tp, pending, await self._hold(frame, decision.capability))
+                    self.acks.track(tp, pending, await self._hold(frame, decision.capability, partition, origin))
                 elif decision.action is Action.DEAD_LETTER:
                     future = await self._dead_letter(
                         decision.reason,
@@ -424,11 +460,19 @@ class FrameRouting:
         metric.inc()
         return future
 
-    async def _hold(self, frame: Frame, capability: str) -> asyncio.Future[Any]:
-        """Every processor for the capability is CRITICAL: the frame waits in Kafka, newest per camera."""
+    async def _hold(self, frame: Frame, capability: str, partition: int, origin: str) -> asyncio.Future[Any]:
+        """Every processor for the capability is CRITICAL: the frame waits in Kafka, newest per camera.
+
+        It is the newest in memory before its held record is sent, so the drain never reads a held
+        record newer than what this worker knows; the table write is coalesced (agents.latest_waiting).
+        """
         event = frame.event()
-        self.orch.tables.waiting[waiting_key(frame.camera_id, capability)] = frame.frame_id
-        payload = json.dumps({"frame": event.model_dump(mode="json"), "capability": capability}).encode()
+        seq = _origin_seq(origin)
+        key = waiting_key(frame.camera_id, capability)
+        self._write_waiting(self.latest.held(partition, key, Held(frame.frame_id, seq), time.monotonic()))
+        payload = json.dumps(
+            {"frame": event.model_dump(mode="json"), "capability": capability, "seq": list(seq)}
+        ).encode()
         return await self.sender.send(
             self.orch.topics.waiting.get_topic_name(), frame.camera_id.encode(), payload, _frame_headers(frame)
         )
@@ -500,6 +544,19 @@ def _routed_at() -> str:
 def _frame_headers(frame: Frame) -> list[tuple[str, bytes]]:
     """The frame's own trace context as record headers (an envelope's frames have no others)."""
     return trace_headers(frame.traceparent, frame.tracestate)
+
+
+def _origin_seq(origin: str) -> tuple[int, int]:
+    """(offset, index in the envelope) of a captured origin "partition:offset[/index]"."""
+    offset, _, index = origin.partition(":")[2].partition("/")
+    return int(offset), int(index or 0)
+
+
+def _held_seq(value: Any) -> tuple[int, int] | None:
+    """The sequence a held record carries; None for one held before sequences existed."""
+    if isinstance(value, list) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None
 
 
 def _origin(event: Any, prefix: str = "") -> str:

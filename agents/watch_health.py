@@ -26,6 +26,7 @@ from agents.backpressure import LevelTracker, router_level
 from agents.config import HealthWatchConfig
 from agents.failover import Failover
 from agents.health import HealthTracker, heartbeat_path_silent
+from agents.path_tick import TABLE_KEY, TICK_KEY, tick_record, tick_time
 from agents.routing import Router
 from core.context import Orchestrator
 from core.lag import LagSample, LagSampler
@@ -56,6 +57,9 @@ class HealthWatch:
         self.thresholds = config.thresholds
         self.levels = LevelTracker(self.thresholds)
         self.health = HealthTracker.from_config(config.health)
+        # The path's clock starts here: until a tick of this leader's comes back, silence after
+        # this moment is not proven, so a path already late when it takes the lead fails no one.
+        self.health.path_tick(time.time())
         self.router_level = Level.NORMAL
         self.sampler = LagSampler(config.bootstrap_servers, security=config.kafka_security)
         self.failover = Failover(config.failover)
@@ -78,6 +82,11 @@ class HealthWatch:
 
     async def tick(self) -> None:
         orch = self.orch
+        # First, so the tick's stamp is not aged by the lag sampling below.
+        await self._publish_path_tick()
+        ticked = tick_time(orch.tables.heartbeat_path.get(TABLE_KEY))
+        if ticked is not None:
+            self.health.path_tick(ticked)
         records = {pid: ProcessorRecord.model_validate(raw) for pid, raw in list(orch.tables.registry.items()) if raw}
         self._forget_gone(records)
         watches = {pid: (rec.topic, rec.consumer_group) for pid, rec in records.items()}
@@ -125,13 +134,26 @@ class HealthWatch:
         if now < self.quiet_until:
             return False
         beats = [r.last_heartbeat.timestamp() for r in records.values()]
-        if heartbeat_path_silent(beats, now, self.health.deadline):
-            log.warning("no heartbeat from any of %d processors: holding health verdicts", len(records))
+        if records and heartbeat_path_silent(beats, now, self.health.deadline, self.health.path_ticked_at):
+            ticked = self.health.path_ticked_at
+            log.warning(
+                "newest heartbeat of %d processors %.1fs old, the leader's tick %.1fs: holding health verdicts",
+                len(records),
+                now - max(beats),
+                now - ticked if ticked is not None else float("inf"),
+            )
             # Once heartbeats flow again the processors' next beats arrive one by one: give
             # every one of them a deadline to be folded before any is judged.
             self.quiet_until = now + self.health.deadline
             return False
         return True
+
+    async def _publish_path_tick(self) -> None:
+        """A tick through the heartbeats' path (control topic, registry fold): agents.path_tick."""
+        try:
+            await self.orch.topics.control.send(key=TICK_KEY, value=tick_record(time.time(), self.orch.boot_id))
+        except Exception as exc:  # a failed tick only leaves the path's clock where it was
+            log.warning("could not send the heartbeat path tick: %r", exc)
 
     def _peers_for_all(self, rec: ProcessorRecord) -> bool:
         """Move a backlog only where every capability has a healthy peer; else it waits in place."""

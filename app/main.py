@@ -47,6 +47,7 @@ from frame_buffer_sdk.shutdown import exit_after
 from frame_buffer_sdk.telemetry import setup_tracing
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
+from tables.heartbeat_path import define_heartbeat_path
 from tables.load import define_load
 from tables.recovery import ResettingTableManager
 from tables.registry import define_registry
@@ -125,6 +126,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         dedupe=define_dedupe(app, parts),
         waiting=define_waiting(app, parts),
         worker_stats=define_worker_stats(app),
+        heartbeat_path=define_heartbeat_path(app),
     )
     orch = Orchestrator(app=app, redis_connection=settings.redis, topics=topics, tables=tables)
     router = Router(

@@ -24,6 +24,7 @@ class Tables:
     dedupe: Any
     waiting: Any
     worker_stats: Any
+    heartbeat_path: Any
 
 
 @dataclass

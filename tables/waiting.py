@@ -1,7 +1,9 @@
-"""Keep-latest-per-camera: "camera_id|capability" -> frame id of the newest waiting frame.
+"""Keep-latest-per-camera: "camera_id|capability" -> the newest waiting frame.
 
-Written by route_frames when it holds a sheddable frame, read by drain_waiting to shed
-every older frame of that camera. Co-partitioned with the captured and waiting topics.
+The value is {"frame_id", "seq"} (agents.latest_waiting.Held; a bare frame id from earlier
+versions). Written by route_frames when it holds a sheddable frame, coalesced to at most once
+per partition per tick; read by drain_waiting to shed every older frame of that camera.
+Co-partitioned with the captured and waiting topics.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import sys
 import time
@@ -142,11 +143,14 @@ async def watch(procs: list[ChildProcess], redis: aioredis.Redis, settings: Sett
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
-@pytest.fixture
-def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
+def overload_settings(make_settings: Any, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "heartbeat_interval": 2.0,
+        "heartbeat_misses": 3,
+        **overrides,
+    }
     settings: Settings = make_settings(
-        heartbeat_interval=2.0,
-        heartbeat_misses=3,
+        **values,
         lag_sample_interval=0.5,
         processor_partitions=2,
         captured_partitions=4,
@@ -157,7 +161,20 @@ def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
         bridge_batch_size=BRIDGE_BATCH,
         bridge_block_ms=200,
     )
-    c = Cluster(settings, tmp_path / "logs")
+    return settings
+
+
+@pytest.fixture
+def cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(overload_settings(make_settings), tmp_path / "logs")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def starved_cluster(make_settings: Any, tmp_path: Path) -> Iterator[Cluster]:
+    """A 3 s heartbeat deadline, which the starved worker's freezes below come close to."""
+    c = Cluster(overload_settings(make_settings, heartbeat_interval=1.0), tmp_path / "logs")
     yield c
     c.close()
 
@@ -173,6 +190,19 @@ def _capture(cluster: Cluster, seconds: float) -> ChildProcess:
     argv += ["--duration", str(seconds), "--width", str(WIDTH), "--height", str(HEIGHT)]
     argv += ["--capabilities", CAP, "--priority", "0", "--seed", "1"]
     return cluster.spawn("capture", argv)
+
+
+def _log_pressure(worker: ChildProcess) -> str:
+    """What the worker's log says about its producer buffer and its health verdicts: Faust warns
+    "producer buffer full size N" each time a stream waited for its own changelog sends."""
+    text = worker.log_path.read_text(errors="replace")
+    full = [int(m) for m in re.findall(r"producer buffer full size (\d+)", text)]
+    unhealthy = len(re.findall(r"processor \S+ is now unhealthy", text))
+    held = text.count("holding health verdicts")
+    return (
+        f"worker producer buffer full {len(full)} times (largest {max(full, default=0)}), "
+        f"{unhealthy} unhealthy verdicts, {held} samples with verdicts held"
+    )
 
 
 def _ends(stats: dict[str, Any]) -> int:
@@ -193,7 +223,21 @@ def _age(letter: dict[str, Any]) -> float:
     return datetime.fromisoformat(letter["at"]).timestamp() - _captured(letter)
 
 
-async def run_overload(cluster: Cluster, seconds: float) -> None:
+async def starve(worker: ChildProcess, runs: float, stops: float) -> None:
+    """A CPU-starved host, made repeatable: the worker runs ``runs`` seconds out of every
+    ``runs + stops``, frozen (SIGSTOP) the rest, until cancelled."""
+    try:
+        while True:
+            worker.freeze()
+            await asyncio.sleep(stops)
+            worker.thaw()
+            await asyncio.sleep(runs)
+    finally:
+        worker.thaw()
+
+
+async def run_overload(cluster: Cluster, seconds: float, starved: tuple[float, float] | None = None) -> None:
+    """``starved``: (runs, stops) of the worker's duty cycle while the load lasts (``starve``)."""
     settings = cluster.settings
     worker, url = cluster.worker("worker")
     await wait_ready(url, proc=worker)
@@ -213,9 +257,13 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
     capture = _capture(cluster, seconds)
     services = [worker, processor, bridge, capture]
     watcher = asyncio.create_task(watch(services, redis, settings, samples))
+    starving = asyncio.create_task(starve(worker, *starved)) if starved else None
     try:
         await wait_until(lambda: not capture.alive(), seconds + 60, interval=1, what="the capture to finish")
         load_seconds = samples.now()
+        if starving is not None:
+            starving.cancel()
+            await asyncio.gather(starving, return_exceptions=True)
         assert capture.returncode == 0, capture.tail()
         _, during = await http_json("GET", f"{url}/api/v1/frames/stats")
 
@@ -230,6 +278,8 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
             pytest.fail(f"the stats never balanced: {stats}\n{cluster.logs()}")
     finally:
         watcher.cancel()
+        if starving is not None:
+            starving.cancel()
         await redis.aclose()
 
     # It was an overload: the processor worked off about a tenth of what was offered.
@@ -238,6 +288,9 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
     # Every frame exactly once: processed, or dead-lettered with its reason.
     results = await read_topic(settings, settings.results_topic, idle_seconds=3, max_seconds=60)
     letters = await read_topic(settings, settings.dead_letter_topic, idle_seconds=3, max_seconds=60)
+    # One record per write of the latest_waiting table (agents.latest_waiting coalesces them).
+    changelog = f"{settings.app_id}-latest_waiting-changelog"
+    waiting_writes = len(await read_topic(settings, changelog, idle_seconds=2, max_seconds=30))
     processed = Counter(r["frame_id"] for r in results)
     lettered = Counter(d["frame_id"] for d in letters)
     reasons = Counter(d["reason"] for d in letters)
@@ -256,6 +309,10 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
     # the frame waited past its pixels' TTL or the worker missed the processor's heartbeats.
     # Any other reason is a fault of its own.
     assert set(reasons) <= {"shed", "no_capable_processor", "pixels_expired"}, reasons
+    if starved:
+        # The lone processor kept beating: its heartbeats came late, the leader's ticks as late.
+        assert "no_capable_processor" not in reasons, (reasons, _log_pressure(worker))
+        assert "is now unhealthy" not in worker.log_path.read_text(errors="replace"), _log_pressure(worker)
     # The stats say the same.
     assert stats["processed"] == len(processed) and stats["shed"] == reasons["shed"], (stats, reasons)
     assert sum(stats["shed_by_camera"].values()) == stats["shed"]
@@ -303,7 +360,8 @@ async def run_overload(cluster: Cluster, seconds: float) -> None:
         f"Redis +{redis_peak} B (bound {redis_bound}); stream <= {max(samples.stream_len)}, "
         f"pixel keys <= {max(samples.pixel_keys)}; the last held shed after {late:.1f} s (median), "
         f"the oldest after {max(a for _, a in sheds):.1f} s; "
-        f"CPU s {cpu} in {load_seconds:.0f} s; RSS MiB every 10 s {series}"
+        f"CPU s {cpu} in {load_seconds:.0f} s; RSS MiB every 10 s {series}; "
+        f"{_log_pressure(worker)}, {waiting_writes} latest_waiting writes"
     )
     assert not over, "; ".join(over)
 
@@ -315,3 +373,11 @@ async def test_ten_times_overload_for_half_a_minute_stays_bounded_and_loses_noth
 @pytest.mark.faults_long
 async def test_ten_times_overload_for_three_minutes_stays_bounded_and_loses_nothing(cluster: Cluster) -> None:
     await run_overload(cluster, seconds=180)
+
+
+@pytest.mark.faults_long
+async def test_overload_on_a_starved_worker_fails_no_lone_processor(starved_cluster: Cluster) -> None:
+    """The worker runs half a second in every three, under the same overload: each heartbeat of
+    the lone processor reaches the registry up to a deadline late, and so do the leader's ticks.
+    Before the ticks, the leader measured the lone processor's silence up to now and failed it."""
+    await run_overload(starved_cluster, seconds=30, starved=(0.5, 2.5))

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.latest_waiting import Held
 from app.main import WorkerApp
 from core import envelope
 from core.levels import Level
@@ -123,7 +124,7 @@ async def test_hold_shed_and_rerouting_on_envelopes(worker: tuple[WorkerApp, Sen
     async with built.route_frames.test_context() as agent:
         await agent.put(env(frame("h1", caps), frame("h2", caps)), key=b"cam-1")
     assert [h["frame"]["frame_id"] for h in sent.values(f"{s.app_id}-waiting")] == ["h1", "h2"]
-    assert built.orch.tables.waiting["cam-1|object_detection"] == "h2"
+    assert built.routing.newest_held(0, "cam-1|object_detection") == Held("h2", (0, 1))
 
     # Failover re-sends a frame routed to det-a, marked rerouted_from: routed again, to the peer.
     built.router.update_view([view("det-a", {"object_detection"})])

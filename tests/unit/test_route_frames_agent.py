@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from agents.latest_waiting import Held, parse_held
 from app.main import WorkerApp
 from core.levels import Level
 from tests.unit.router_fakes import Sent, frame, ready, view, worker
@@ -68,7 +69,9 @@ async def test_sheddable_frames_wait_in_kafka_when_all_critical(worker: tuple[Wo
         await agent.put(frame("new", ["object_detection"]), key=b"cam-1")
     held = sent.values(f"{built.settings.app_id}-waiting")
     assert [h["frame"]["frame_id"] for h in held] == ["old", "new"]
-    assert built.orch.tables.waiting["cam-1|object_detection"] == "new"
+    # The newest is known at once; the table got the first hold, the second waits for the next tick.
+    assert built.routing.newest_held(0, "cam-1|object_detection") == Held("new", (1, 0))
+    assert parse_held(built.orch.tables.waiting["cam-1|object_detection"]) == Held("old", (0, 0))
     assert sent.values(ready(built.settings, "det-a")) == []
 
 
