@@ -1,13 +1,18 @@
 """Persisting the ledger's count snapshots (core.ledger) to the frame_counts changelog, and
 reading them back when a partition is assigned.
 
-Snapshots are sent by a timer every SNAPSHOT_SECONDS per partition that counted more, never
-per record, and straight to the changelog partition numbered like the source partition:
-Faust's own table write needs the current event's partition (its RocksDB store even for the
-local copy), which a timer does not have. The local store is left to Faust's recovery, which
-reads the changelog whenever the partition is assigned; while it owns the partition the
-worker's counts live in the ledger. A snapshot's delivery releases the acks of the records
-it covers, so the group's commit waits at most a snapshot interval plus a delivery for it.
+The ledger takes snapshots every SNAPSHOT_SECONDS per source partition that counted more, never
+per record. Here they go straight to the changelog, one record per writer and partition number
+holding that writer's snapshots of every source topic's partition of that number: Faust's own
+table write needs the current event's partition (its RocksDB store even for the local copy),
+which a timer does not have. The local store is left to Faust's recovery, which reads the
+changelog whenever the partition is assigned; while it owns a partition the worker's counts
+live in the ledger. A record's delivery releases the acks of the records its snapshots cover,
+so the group's commit waits a snapshot interval plus a delivery at most, and never passes them.
+
+One record in flight per changelog partition: each then travels in a batch of its own, and a
+broker that reports a partition's end as its last batch's first offset plus one (Tansu's
+ListOffsets) still gives Faust's recovery the true end, so a new owner reads the last snapshot.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from core.context import Orchestrator
 from core.ledger import Snapshot, Source, SourceCounts, source_name
-from tables.frame_counts import key_source, snapshot_key
+from tables.frame_counts import key_partition, snapshot_key
 
 log = logging.getLogger(__name__)
 SNAPSHOT_SECONDS = 0.2
@@ -29,49 +34,60 @@ class SnapshotStore:
     def __init__(self, orch: Orchestrator) -> None:
         self.orch = orch
         self.table = orch.tables.frame_counts
-        # Other writers' snapshots of a partition found on its assignment: key -> covered.
-        self._stale: dict[Source, dict[str, int]] = {}
+        self.writer = orch.boot_id
+        # Per changelog partition: this writer's latest snapshot of each source, what waits to be
+        # sent (source name -> its ledger state and snapshot), and whether a record is in flight.
+        self._mine: dict[int, dict[str, Snapshot]] = {}
+        self._due: dict[int, dict[str, tuple[SourceCounts, Snapshot]]] = {}
+        self._in_flight: set[int] = set()
 
     def load(self, source: Source) -> list[Snapshot]:
-        """Every snapshot of the partition found in the table, recovered before the stream resumed."""
+        """Every writer's snapshot of the source found in the table, recovered before the stream resumed."""
         name = source_name(source)
-        mine = snapshot_key(name, self.orch.boot_id)
         found: dict[str, Snapshot] = {}
         for key, value in self.table.items():
-            if isinstance(key, str) and isinstance(value, dict) and key_source(key) == name:
-                found[key] = value
-        if found:
-            log.info("counts of %s start from %d snapshot(s)", name, len(found))
-        self._stale[source] = {k: int(v.get("covered", -1)) for k, v in found.items() if k != mine}
+            if not isinstance(key, str) or not isinstance(value, dict) or key_partition(key) != source[1]:
+                continue
+            snap = value.get(name)
+            if isinstance(snap, dict):
+                found[key.partition("@")[2]] = snap
+        log.info(
+            "counts of %s start from %s", name, sorted((s.get("covered"), w) for w, s in found.items()) or "nothing"
+        )
         return list(found.values())
 
     def persist(self, state: SourceCounts, snap: Snapshot) -> None:
-        covered = snap["covered"]
-        ledger = self.orch.stats
+        partition = state.source[1]
+        self._due.setdefault(partition, {})[snap["source"]] = (state, snap)
+        self._send(partition)
+
+    def _send(self, partition: int) -> None:
+        due = self._due.pop(partition, None)
+        if not due or partition in self._in_flight:
+            if due:
+                self._due[partition] = due
+            return
+        mine = self._mine.setdefault(partition, {})
+        mine.update({name: snap for name, (_, snap) in due.items()})
+        self._in_flight.add(partition)
         fut = self.table.changelog_topic.send_soon(
-            key=snapshot_key(snap["source"], snap["writer"]), value=snap, partition=state.source[1]
+            key=snapshot_key(partition, self.writer), value=dict(mine), partition=partition
         )
+        ledger = self.orch.stats
 
         def done(f: Any) -> None:
-            if f.cancelled() or f.exception() is not None:
-                log.warning("count snapshot of %s not delivered (%r): taken again", snap["source"], f.exception())
-                ledger.failed(state, covered)
-            else:
-                ledger.delivered(state, covered)
-                self._prune(state.source, covered)
+            self._in_flight.discard(partition)
+            failure = f.exception() if not f.cancelled() else RuntimeError("cancelled")
+            for state, snap in due.values():
+                if failure is None:
+                    ledger.delivered(state, snap["covered"])
+                else:
+                    ledger.failed(state, snap["covered"])
+            if failure is not None:
+                log.warning("count snapshots of partition %d not delivered (%r): taken again", partition, failure)
+            self._send(partition)
 
         fut.add_done_callback(done)
-
-    def _prune(self, source: Source, durable: int) -> None:
-        """Tombstones for the other writers' snapshots that a delivered one of ours covers, so the
-        table keeps a key or two per partition, not one per boot that ever owned it. Never
-        before: until ours is delivered, theirs is the only record of those counts."""
-        stale = self._stale.get(source)
-        if not stale:
-            return
-        for key in [k for k, covered in stale.items() if covered <= durable]:
-            del stale[key]
-            self.table.changelog_topic.send_soon(key=key, value=None, partition=source[1])
 
 
 def register_stats_ledger(orch: Orchestrator) -> None:

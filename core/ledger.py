@@ -24,6 +24,7 @@ their own record's partition.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +37,7 @@ Source = tuple[str, int]  # (topic, partition); Faust's TP is one
 Snapshot = dict[str, Any]
 Ack = Callable[[], Any]
 
+log = logging.getLogger(__name__)
 COVERED = "covered"
 AT = "at"
 
@@ -110,8 +112,9 @@ class Ledger:
     (tests of the routing alone) nothing is loaded and every snapshot counts as delivered.
     """
 
-    def __init__(self, writer: str = "") -> None:
+    def __init__(self, writer: str = "", clock: Callable[[], float] = time.time) -> None:
         self.writer = writer
+        self._clock = clock
         self.load: Callable[[Source], list[Snapshot]] = lambda source: []
         self.persist: Callable[[SourceCounts, Snapshot], None] = lambda state, snap: self.delivered(
             state, snap[COVERED]
@@ -137,6 +140,13 @@ class Ledger:
             state = self._assigned(source)
         if offset <= state.covered or state.dropped:
             return state, self._current.set(self._discard)
+        if offset != state.covered + 1 and state.covered >= 0:
+            log.warning(
+                "counts of %s: offset %d follows %d, the offsets between uncounted",
+                source_name(source),
+                offset,
+                state.covered,
+            )
         state.busy = True
         return state, self._current.set(state.counters)
 
@@ -229,7 +239,7 @@ class Ledger:
         snap: Snapshot = {
             "source": source_name(state.source),
             COVERED: state.covered,
-            AT: time.time(),
+            AT: self._clock(),
             "writer": self.writer,
             **state.counters.snapshot(),
         }
