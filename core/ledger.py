@@ -211,8 +211,15 @@ class Ledger:
 
     # --- reading ----------------------------------------------------------------------------
     def snapshots(self) -> dict[str, Snapshot]:
-        """The last snapshot of every partition owned, by source name, for the system-wide stats."""
-        return {source_name(s): st.last for s, st in self._sources.items() if st.last is not None and not st.dropped}
+        """The last snapshot of every partition counted here, by source name, for the system-wide
+        stats. Those of partitions lost stay: a partition revoked and assigned again (every
+        rebalance revokes all) is not counted anew until its next record, and its counts must not
+        vanish from the stats meanwhile; a newer owner's snapshot covers more and wins anyway."""
+        found = {source_name(s): snap for s, snap in self._left.items()}
+        found.update(
+            {source_name(s): st.last for s, st in self._sources.items() if st.last is not None and not st.dropped}
+        )
+        return found
 
     def totals(self) -> FrameCounters:
         """This worker's counts of the partitions it owns, and any made outside a record."""

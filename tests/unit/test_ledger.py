@@ -255,3 +255,11 @@ def test_a_late_snapshot_of_a_woken_worker_never_undoes_a_newer_owners_counts() 
         + ["crash"]  # a third owner starts from the snapshot covering the most, not the latest
     )
     assert final is not None and final["captured"] == 12
+
+
+def test_a_partition_revoked_and_not_yet_counted_again_stays_in_the_stats() -> None:
+    ledger, _ = held_ledger()
+    count_one(ledger, 0, [])
+    ledger.flush()
+    ledger.revoked([SRC])  # a rebalance revokes every partition, then assigns them again
+    assert ledger.snapshots()["frames.captured/3"]["captured"] == 1
