@@ -120,9 +120,10 @@ class Ledger:
             state, snap[COVERED]
         )
         self._sources: dict[Source, SourceCounts] = {}
-        # The last snapshot of each partition this worker lost: a start if it comes back
-        # before Faust's recovery read that snapshot back (it may not be delivered yet).
-        self._left: dict[Source, Snapshot] = {}
+        # The partitions this worker lost, as they were: a rebalance revokes every partition and
+        # assigns most of them again, with a record perhaps still in hand. Taken up again when
+        # nobody counted further meanwhile, so that record counts once and is acked.
+        self._left: dict[Source, SourceCounts] = {}
         # Counts made outside any record (none are expected): kept and published, never lost.
         self.unowned = FrameCounters()
         self._discard = _Discard()
@@ -200,14 +201,11 @@ class Ledger:
             state.snapped = state.durable
 
     def revoked(self, sources: Iterable[Source]) -> None:
-        """Partitions this worker lost: their next owner counts them. Their acks are moot."""
+        """Partitions this worker lost: their next owner counts them, this worker perhaps."""
         for source in sources:
             state = self._sources.pop(source, None)
-            if state is not None:
-                state.dropped = True
-                state.acks.clear()
-                if state.last is not None:
-                    self._left[source] = state.last
+            if state is not None and not state.dropped:
+                self._left[source] = state
 
     # --- reading ----------------------------------------------------------------------------
     def snapshots(self) -> dict[str, Snapshot]:
@@ -215,7 +213,7 @@ class Ledger:
         stats. Those of partitions lost stay: a partition revoked and assigned again (every
         rebalance revokes all) is not counted anew until its next record, and its counts must not
         vanish from the stats meanwhile; a newer owner's snapshot covers more and wins anyway."""
-        found = {source_name(s): snap for s, snap in self._left.items()}
+        found = {source_name(s): st.last for s, st in self._left.items() if st.last is not None}
         found.update(
             {source_name(s): st.last for s, st in self._sources.items() if st.last is not None and not st.dropped}
         )
@@ -231,13 +229,17 @@ class Ledger:
 
     # --- inside -------------------------------------------------------------------------------
     def _assigned(self, source: Source) -> SourceCounts:
-        found = self.load(source)
-        left = self._left.pop(source, None)
-        start = best([*found, left] if left is not None else found)
+        start = best(self.load(source))
         covered = int(start.get(COVERED, -1)) if start else -1
-        # A start from Kafka is durable; one this worker left may not be: sent again at the next flush.
-        durable = covered if start is not left else int((best(found) or {}).get(COVERED, -1))
-        state = SourceCounts(source, counters_from(start), covered, durable, durable)
+        left = self._left.pop(source, None)
+        if left is not None:
+            if left.covered >= covered:
+                self._sources[source] = left
+                return left
+            left.dropped = True  # another worker counted further: its counts win
+            left.acks.clear()
+        # What was loaded is durable (it was read back from Kafka), and counts as snapped.
+        state = SourceCounts(source, counters_from(start), covered, covered, covered)
         state.last = dict(start) if start else None
         self._sources[source] = state
         return state

@@ -134,18 +134,35 @@ def test_the_best_snapshot_covers_the_most_and_stats_never_add_alternatives() ->
     assert system_totals([zombie_boot, owner_boot, legacy_boot, None])["captured"] == 20 + 1 + 2 + 3
 
 
-def test_a_partition_that_comes_back_starts_from_this_workers_last_snapshot() -> None:
+def test_a_record_in_hand_across_a_rebalance_that_gives_its_partition_back_counts_once() -> None:
     ledger, taken = held_ledger()
     acked: list[int] = []
-    for offset in range(4):
-        count_one(ledger, offset, acked)
-    ledger.flush()  # taken, not delivered: the changelog (the load) does not have it yet
+    count_one(ledger, 0, acked)
+    counts, token = ledger.begin(SRC, 1)
+    ledger.current().captured += 1
+    ledger.revoked([SRC])  # every rebalance revokes all; this one gives the partition back
+    ledger.current().routed += 1
+    ledger.end(counts, 1, token)
+    ledger.ack(counts, 1, lambda: acked.append(1))
+    count_one(ledger, 2, acked)  # the stream goes on after the record in hand
+    assert (ledger.totals().captured, ledger.totals().routed) == (3, 1)
+    ledger.flush()
+    state, snap = taken[-1]
+    assert snap["covered"] == 2
+    ledger.delivered(state, 2)
+    assert acked == [0, 1, 2]
+
+
+def test_a_partition_given_back_after_another_worker_counted_further_starts_from_its_snapshot() -> None:
+    further = {"source": "frames.captured/3", "covered": 5, "at": 9.0, "captured": 6}
+    ledger, _ = held_ledger()
+    found: list[Snapshot] = []
+    ledger.load = lambda source: list(found)
+    count_one(ledger, 0, [])
     ledger.revoked([SRC])
-    count_one(ledger, 2, acked)  # replayed from the commit
-    count_one(ledger, 4, acked)
-    assert ledger.totals().captured == 5
-    ledger.flush()  # the counts left undelivered are sent again
-    assert [snap["covered"] for _, snap in taken] == [3, 4]
+    found.append(further)
+    count_one(ledger, 6, [])
+    assert ledger.totals().captured == 7
 
 
 # --- exactness through any story of owners ---------------------------------------------------
