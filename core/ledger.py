@@ -179,8 +179,10 @@ class Ledger:
 
     # --- snapshots ------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Snapshot every partition that counted more since its last snapshot (a timer calls this)."""
-        for state in list(self._sources.values()):
+        """Snapshot every partition that counted more since its last snapshot (a timer calls this).
+        Partitions lost too: a record in hand when its partition was revoked counts there, and the
+        partition may not be counted again here soon (or ever: the snapshot then just loses)."""
+        for state in [*self._sources.values(), *self._left.values()]:
             if state.dropped or state.covered <= state.snapped:
                 continue
             if state.busy:
