@@ -61,5 +61,14 @@ def register_folds(orch: Orchestrator, registry: RegistryConfig) -> None:
     @app.agent(topics.worker_stats, name="fold_stats")
     async def fold_stats(stream: Any) -> None:
         async for event in stream.events():
-            snapshot = json.loads(event.value)
-            tables.worker_stats[snapshot["boot_id"]] = snapshot
+            entry = json.loads(event.value)
+            if newer_entry(tables.worker_stats.get(entry["boot_id"]), entry):
+                tables.worker_stats[entry["boot_id"]] = entry
+
+
+def newer_entry(stored: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
+    """Whether a boot's stats entry replaces the one stored: a new owner of the stats topic replays
+    it from its last commit, and must not leave an older entry last (a dead boot's for good)."""
+    if not stored or "seq" not in entry:
+        return True
+    return int(entry["seq"]) > int(stored.get("seq", -1))

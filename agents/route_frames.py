@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
@@ -129,17 +130,23 @@ class FrameRouting:
         await self._acked(event, self._drain_one)
 
     async def _acked(self, event: Any, handle: Callable[[Any, PendingRecord], Awaitable[None]]) -> None:
-        tp = event.message.tp
-        pending = self.acks.begin(tp, event.ack)
+        message = event.message
+        tp, offset = message.tp, message.offset
+        # Counted once per partition and offset, acked once a delivered count snapshot covers it (core.ledger).
+        ledger = self.orch.stats
+        counts, token = ledger.begin(tp, offset)
+        pending = self.acks.begin(tp, partial(ledger.ack, counts, offset, event.ack))
         try:
             await handle(event, pending)
         except BaseException as exc:
             # Never ack a record that was only partly handed on: the worker stops and the
             # record is handled again from the last commit.
             pending.failed = True
+            ledger.abandon(counts, token)
             if not isinstance(exc, asyncio.CancelledError):
                 self._fatal(exc)
             raise
+        ledger.end(counts, offset, token)
         self.acks.seal(tp, pending)
 
     async def _drain_one(self, event: Any, pending: PendingRecord) -> None:

@@ -1,4 +1,4 @@
-"""Per-worker timers: refresh the router's view, publish this worker's counters.
+"""Per-worker timers: refresh the router's view, publish this worker's count snapshots.
 
 Neither writes a table (tables change only inside agent streams): the view is read from
 the GlobalTables, the counters go out as events that fold_stats folds.
@@ -69,7 +69,25 @@ def register_worker_timers(orch: Orchestrator, router: Router) -> None:
     async def refresh_routes() -> None:
         refresh_view(orch, router)
 
+    published = 0
+
     @app.timer(STATS_SECONDS, name="publish_stats")
     async def publish_stats() -> None:
-        snapshot = {"boot_id": orch.boot_id, "at": time.time(), **orch.counters.snapshot()}
-        await orch.topics.worker_stats.send(key=orch.boot_id.encode(), value=json.dumps(snapshot).encode())
+        nonlocal published
+        published += 1
+        await orch.topics.worker_stats.send(
+            key=orch.boot_id.encode(), value=json.dumps(stats_entry(orch, published)).encode()
+        )
+
+
+def stats_entry(orch: Orchestrator, seq: int) -> dict[str, Any]:
+    """What this boot tells every worker: the last snapshot of each partition it counts (core.ledger).
+    ``seq`` orders one boot's entries, so a replay of the stats topic never folds an older one last."""
+    ledger = orch.stats
+    return {
+        "boot_id": orch.boot_id,
+        "at": time.time(),
+        "seq": seq,
+        "sources": ledger.snapshots(),
+        "unowned": ledger.unowned.snapshot(),
+    }

@@ -28,6 +28,7 @@ from agents.folds import register_folds
 from agents.route_frames import FrameRouting
 from agents.routing import STALE_AFTER_SAMPLE_INTERVALS, Router
 from agents.sender import KafkaSender, RecordSender
+from agents.stats_ledger import register_stats_ledger
 from agents.watch_health import register_watch_health
 from agents.worker_timers import refresh_view, register_worker_timers
 from app.camera_grid import register_camera_grid
@@ -47,6 +48,7 @@ from frame_buffer_sdk.shutdown import exit_after
 from frame_buffer_sdk.telemetry import setup_tracing
 from tables.affinity import define_affinity
 from tables.dedupe import define_dedupe
+from tables.frame_counts import define_frame_counts
 from tables.heartbeat_path import define_heartbeat_path
 from tables.load import define_load
 from tables.recovery import ResettingTableManager
@@ -127,6 +129,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
         waiting=define_waiting(app, parts),
         worker_stats=define_worker_stats(app),
         heartbeat_path=define_heartbeat_path(app),
+        frame_counts=define_frame_counts(app, parts),
     )
     orch = Orchestrator(app=app, redis_connection=settings.redis, topics=topics, tables=tables)
     router = Router(
@@ -172,6 +175,7 @@ def create_worker_app(settings: Settings, *, prometheus: bool = False, sender: R
     register_folds(orch, registry_config(settings))
     register_count_results(orch)
     register_count_dead_letters(orch)
+    register_stats_ledger(orch)
     register_worker_timers(orch, router)
     register_watch_health(orch, router, health_watch_config(settings))
     register_web(orch, WebConfig.from_settings(settings))

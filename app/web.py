@@ -25,7 +25,7 @@ from app.access import AccessPolicy, access_middleware, admin_refusal, request_r
 from app.configs import registry_config, thresholds
 from bridge.names import bridge_states
 from core.context import Orchestrator
-from core.counters import sum_snapshots
+from core.ledger import system_totals
 from core.settings import Settings
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics
@@ -320,7 +320,8 @@ def register_web(orch: Orchestrator, config: WebConfig) -> None:
 
 
 def frame_stats(orch: Orchestrator) -> dict[str, Any]:
-    totals = sum_snapshots([s for s in orch.tables.worker_stats.values() if s])
+    # This worker's own snapshots too: fresher than what it published last.
+    totals = system_totals([*orch.tables.worker_stats.values(), {"sources": orch.stats.snapshots()}])
     processors = {
         pid: {
             "routed": totals["routed_by_processor"].get(pid, 0),

@@ -12,6 +12,7 @@ import faust
 import redis.asyncio as aioredis
 
 from core.counters import FrameCounters
+from core.ledger import Ledger
 from core.topics import Topics
 from frame_buffer_sdk.redis_connection import RedisConnection
 
@@ -25,6 +26,7 @@ class Tables:
     waiting: Any
     worker_stats: Any
     heartbeat_path: Any
+    frame_counts: Any
 
 
 @dataclass
@@ -34,10 +36,18 @@ class Orchestrator:
     redis_connection: RedisConnection
     topics: Topics
     tables: Tables
-    counters: FrameCounters = field(default_factory=FrameCounters)
-    # One id per process start: stats of a restarted worker add up instead of overwriting.
+    # One id per process start: the writer of this boot's count snapshots.
     boot_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    stats: Ledger = field(default_factory=Ledger)
     _redis: aioredis.Redis | None = None
+
+    def __post_init__(self) -> None:
+        self.stats.writer = self.boot_id
+
+    @property
+    def counters(self) -> FrameCounters:
+        """Where a count made now goes: the partition of the record this task is handling."""
+        return self.stats.current()
 
     @property
     def redis(self) -> aioredis.Redis:

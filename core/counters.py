@@ -1,12 +1,13 @@
-"""Monotonic frame counters of one worker boot, published to the worker_stats table.
+"""Monotonic frame counters of one source partition (core.ledger), and how snapshots add up.
 
-Plain integers on the hot path (no await, no lock: one event loop); the stats timer
-snapshots them. Totals across workers are sums over boots (see tables/worker_stats.py).
+Plain integers on the hot path (no await, no lock: one event loop); the ledger snapshots
+them between records. System-wide totals are sums over partitions (app.web.frame_stats).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,13 @@ class FrameCounters:
     processor_dead_lettered: Counter[str] = field(default_factory=Counter)
     dead_lettered_by_processor: Counter[str] = field(default_factory=Counter)
 
+    def add(self, snapshot: Mapping[str, Any]) -> None:
+        """Add a snapshot's counts (a partition's starting point, or a sum)."""
+        for name in _SCALARS:
+            setattr(self, name, getattr(self, name) + int(snapshot.get(name, 0)))
+        for name in _MAPS:
+            getattr(self, name).update({k: int(v) for k, v in (snapshot.get(name) or {}).items()})
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "captured": self.captured,
@@ -86,11 +94,11 @@ _MAPS = (
 )
 
 
-def sum_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """System-wide totals from every worker boot's last snapshot."""
+def sum_snapshots(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """System-wide totals from one snapshot per source partition (and any unowned counts)."""
     total: dict[str, Any] = {name: 0 for name in _SCALARS}
     maps: dict[str, Counter[str]] = {name: Counter() for name in _MAPS}
-    # Each boot keeps its own cameras; together they may name more, still a bounded set.
+    # Each partition keeps its own cameras; together they may name more, still a bounded set.
     maps["shed_by_camera"] = BoundedCounter()
     for snap in snapshots:
         for name in _SCALARS:

@@ -153,4 +153,4 @@ async def test_a_redis_restart_mid_stream_loses_only_what_redis_did_not_persist(
     assert_camera_order(outcome)
     # The bridge mirrors its unacknowledged entries again once Redis is back (20 of 1,620 in one
     # run): the router drops those repeats, but its counters count each pass, as after a rebalance.
-    assert_stats_balance(outcome, rebalanced=True)
+    assert_stats_balance(outcome, remirrored=True)

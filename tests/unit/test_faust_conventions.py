@@ -18,10 +18,10 @@ from yarl import URL
 import app.main as main
 from app.main import GracefulWorker, create_worker_app, faust_app, required_topics
 from core.settings import Settings
-from tables import affinity, dedupe, heartbeat_path, load, registry, waiting, worker_stats
+from tables import affinity, dedupe, frame_counts, heartbeat_path, load, registry, waiting, worker_stats
 
 REPO = Path(__file__).resolve().parents[2]
-TABLE_NAMES = {m.NAME for m in (affinity, dedupe, heartbeat_path, load, registry, waiting, worker_stats)}
+TABLE_NAMES = {m.NAME for m in (affinity, dedupe, frame_counts, heartbeat_path, load, registry, waiting, worker_stats)}
 
 
 def unit_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -48,11 +48,12 @@ async def test_an_envelope_is_routed_in_order_and_acked_only_after_every_deliver
         for future in sent.futures[:-1]:
             future.set_result(None)
         await settle()
+        built.orch.stats.flush()
         assert not event.message.acked  # one routed record is still unacknowledged
         sent.futures[-1].set_result(None)
         await settle()
         assert event.message.acked
-    assert built.orch.counters.captured == 3 and built.orch.counters.routed == 6
+    assert built.orch.stats.totals().captured == 3 and built.orch.stats.totals().routed == 6
 
 
 async def test_records_of_a_partition_are_acked_in_offset_order(worker: tuple[WorkerApp, Sent]) -> None:
@@ -65,6 +66,7 @@ async def test_records_of_a_partition_are_acked_in_offset_order(worker: tuple[Wo
         await settle()
         sent.futures[1].set_result(None)  # the later record's send finishes first
         await settle()
+        built.orch.stats.flush()
         assert not first.message.acked and not second.message.acked
         sent.futures[0].set_result(None)
         await settle()
@@ -84,6 +86,7 @@ async def test_a_failed_delivery_acks_nothing_after_it_and_stops_the_worker(work
         sent.futures[0].set_exception(RuntimeError("refused by the broker"))
         sent.futures[1].set_result(None)
         await settle()
+        built.orch.stats.flush()
         # Neither is committable: the worker stops and routes both again from the last commit.
         assert not first.message.acked and not second.message.acked
     assert [str(f) for f in failures] == ["refused by the broker"]
@@ -98,7 +101,7 @@ async def test_single_and_envelope_records_share_one_dedupe(worker: tuple[Worker
         await agent.put(env(frame("m1", caps), frame("m2", caps)), key=b"cam-1")  # m1 again, from the bridge
         await agent.put(env(frame("m2", caps), frame("m3", caps)), key=b"cam-1")
     assert ids(sent, ready(built.settings, "det-a")) == ["m1", "m2", "m3"]
-    assert built.orch.counters.deduplicated == 2
+    assert built.orch.stats.totals().deduplicated == 2
 
 
 async def test_bad_frames_in_an_envelope_are_dead_lettered_alone(worker: tuple[WorkerApp, Sent]) -> None:
@@ -113,7 +116,7 @@ async def test_bad_frames_in_an_envelope_are_dead_lettered_alone(worker: tuple[W
     letters = sent.values(s.dead_letter_topic)
     assert [d["reason"] for d in letters] == ["invalid_frame", "invalid_frame"]
     assert "bad" in letters[0]["raw"]["value"] and "not a JSON array" in letters[1]["detail"]
-    assert built.orch.counters.captured == 5 - 1  # two good, one bad frame, one bad record
+    assert built.orch.stats.totals().captured == 5 - 1  # two good, one bad frame, one bad record
 
 
 async def test_hold_shed_and_rerouting_on_envelopes(worker: tuple[WorkerApp, Sent]) -> None:
@@ -129,15 +132,17 @@ async def test_hold_shed_and_rerouting_on_envelopes(worker: tuple[WorkerApp, Sen
     # Failover re-sends a frame routed to det-a, marked rerouted_from: routed again, to the peer.
     built.router.update_view([view("det-a", {"object_detection"})])
     async with built.route_frames.test_context() as agent:
+        agent.sent_offset = 1  # the partition's next record: its offsets go on
         await agent.put(env(frame("r1", caps)), key=b"cam-1")
     assert ids(sent, ready(s, "det-a")) == ["r1"]
     moved = json.loads(frame("r1", caps))
     moved["metadata"] = {"rerouted_from": "det-a"}
     built.router.update_view([view("det-a", {"object_detection"}, healthy=False), view("det-b", {"object_detection"})])
     async with built.route_frames.test_context() as agent:
+        agent.sent_offset = 2
         await agent.put(env(json.dumps(moved).encode(), frame("r2", caps)), key=b"cam-1")
     assert ids(sent, ready(s, "det-b")) == ["r1", "r2"]
-    assert built.orch.counters.rerouted == 1 and built.orch.counters.deduplicated == 0
+    assert built.orch.stats.totals().rerouted == 1 and built.orch.stats.totals().deduplicated == 0
 
 
 async def test_the_dedupe_index_is_rebuilt_from_its_table_after_a_rebalance(worker: tuple[WorkerApp, Sent]) -> None:
@@ -151,7 +156,7 @@ async def test_the_dedupe_index_is_rebuilt_from_its_table_after_a_rebalance(work
         assert len(built.routing.index) == 0
         await agent.put(env(frame("d2", caps), frame("d3", caps)), key=b"cam-1", partition=2)
     assert ids(sent, ready(built.settings, "det-a")) == ["d1", "d2", "d3"]
-    assert built.orch.counters.deduplicated == 1
+    assert built.orch.stats.totals().deduplicated == 1
     assert len(built.routing.index) == 3
 
 

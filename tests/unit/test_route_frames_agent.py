@@ -32,7 +32,7 @@ async def test_fans_out_per_capability_and_dedupes(worker: tuple[WorkerApp, Sent
     # The routing span's context travels on, in the same trace as the capture entry.
     headers = dict(sent.records[ready(s, "det-a")][0]["headers"])
     assert headers["traceparent"].decode().split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
-    counters = built.orch.counters
+    counters = built.orch.stats.totals()
     assert (counters.captured, counters.routed, counters.deduplicated) == (2, 2, 2)
 
 
@@ -48,7 +48,7 @@ async def test_unroutable_and_invalid_frames_are_dead_lettered_with_reason(worke
         ("invalid_frame", None),
     ]
     assert "camera_id" in letters[1]["detail"] or "captured_at" in letters[1]["detail"]
-    assert built.orch.counters.dead_lettered == {"no_capable_processor": 1, "invalid_frame": 1}
+    assert built.orch.stats.totals().dead_lettered == {"no_capable_processor": 1, "invalid_frame": 1}
 
 
 async def test_stateful_affinity_is_written_to_the_changelog_table(worker: tuple[WorkerApp, Sent]) -> None:
@@ -89,7 +89,7 @@ async def test_drain_sheds_superseded_frames_and_sends_the_latest(worker: tuple[
     letters = sent.values(built.settings.dead_letter_topic)
     assert [(d["reason"], d["frame_id"]) for d in letters] == [("shed", "old")]
     assert [r["frame_id"] for r in sent.values(ready(built.settings, "det-a"))] == ["new"]
-    counters = built.orch.counters
+    counters = built.orch.stats.totals()
     assert counters.shed == 1 and counters.shed_by_camera == {"cam-1": 1} and counters.dead_lettered == {}
 
 
@@ -165,4 +165,4 @@ async def test_a_replayed_record_is_routed_again_but_a_redelivered_frame_is_not(
         # The bridge re-sending the frame is a new record: a duplicate, dropped.
         await agent.put(frame("f9", ["object_detection"]), key=b"cam-1")
     assert [r["frame_id"] for r in sent.values(ready(built.settings, "det-a"))] == ["f9", "f9"]
-    assert built.orch.counters.deduplicated == 1
+    assert built.orch.stats.totals().deduplicated == 1
