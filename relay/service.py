@@ -80,7 +80,13 @@ class Relay:
                     return
                 await asyncio.sleep(TOPIC_WAIT_SECONDS)
             # From its first record, not the broker's earliest offset (frame_buffer_sdk.offsets).
-            await subscribe_from_first(registry, topic)
+            while True:
+                try:
+                    await subscribe_from_first(registry, topic, within=TOPIC_WAIT_SECONDS)
+                    break
+                except TimeoutError:  # the broker is slow to answer the metadata: ask again
+                    if self._stop.is_set():
+                        return
             log.info("relay: following %s", topic)
             while not self._stop.is_set():
                 batch = await registry.getmany(timeout_ms=POLL_MS)
