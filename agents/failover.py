@@ -119,11 +119,10 @@ async def reroute_backlog(
         committed = await admin.list_consumer_group_offsets(record.consumer_group, partitions=tps)
         for tp in tps:
             meta = committed.get(tp)
+            # From offset 0 when nothing was committed (frame_buffer_sdk.offsets): Tansu's earliest
+            # offset may lie past a first batch, which would then be committed past, never re-sent.
             start = max(meta.offset if meta is not None and meta.offset >= 0 else 0, moved_to.get(tp, 0))
-            if start:
-                consumer.seek(tp, start)
-            else:
-                await consumer.seek_to_beginning(tp)
+            consumer.seek(tp, start)
         moved = 0
         ends: dict[TopicPartition, int] = {}
         pending: list[asyncio.Future[object]] = []

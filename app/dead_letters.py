@@ -53,6 +53,7 @@ from core.settings import Settings
 from frame_buffer_sdk.errors import FrameBufferError
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.models import DeadLetter, FrameEvent, utcnow
+from frame_buffer_sdk.offsets import seek_to_first
 from frame_buffer_sdk.telemetry import trace_headers
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ async def read_topic(
         consumer.assign(tps)
         starts: dict[TopicPartition, int | None] | None = None
         if since_ms is None:
-            await consumer.seek_to_beginning(*tps)
+            seek_to_first(consumer, tps)
         else:
             starts = await seek_since(consumer, tps, since_ms)
         records: list[Any] = []
@@ -295,7 +296,7 @@ async def seek_since(
         log.warning(
             "%s: the broker's ListOffsets by timestamp %s; reading from the start", tps[0].topic if tps else "", why
         )
-        await consumer.seek_to_beginning(*tps)
+        seek_to_first(consumer, tps)
         return None
     at_end = [tp for tp, offset in starts.items() if offset is None]
     if at_end:

@@ -36,6 +36,7 @@ from core.metrics import (
     RELAY_XADD_ERRORS,
 )
 from frame_buffer_sdk.models import DeadLetter, RoutedFrame
+from frame_buffer_sdk.offsets import StartAtFirst
 from relay.config import RelayConfig
 from relay.fields import DETEKTR_GROUP, stream_fields
 from relay.queues import Queue
@@ -109,7 +110,8 @@ class Delivery:
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
-        consumer.subscribe([s.names.ready_topic(pid)])
+        # A partition the group never committed starts at its first record (frame_buffer_sdk.offsets).
+        consumer.subscribe([s.names.ready_topic(pid)], listener=StartAtFirst(consumer))
         await consumer.start()
         log.info("relay: %s -> Redis stream %s (group %s)", s.names.ready_topic(pid), self.queue.stream, DETEKTR_GROUP)
         try:

@@ -21,6 +21,7 @@ from core.metrics import export_build_info, register_v1_aliases
 from core.process import ProcessConfig
 from frame_buffer_sdk.kafka import ensure_topics, start_reliable_producer
 from frame_buffer_sdk.logs import setup_logging
+from frame_buffer_sdk.offsets import subscribe_from_first
 from frame_buffer_sdk.shutdown import stop_on_signals
 from relay.config import RelayConfig
 from relay.delivery import Delivery
@@ -78,7 +79,14 @@ class Relay:
                 if self._stop.is_set():
                     return
                 await asyncio.sleep(TOPIC_WAIT_SECONDS)
-            registry.subscribe([topic])
+            # From its first record, not the broker's earliest offset (frame_buffer_sdk.offsets).
+            while True:
+                try:
+                    await subscribe_from_first(registry, topic, within=TOPIC_WAIT_SECONDS)
+                    break
+                except TimeoutError:  # the broker is slow to answer the metadata: ask again
+                    if self._stop.is_set():
+                        return
             log.info("relay: following %s", topic)
             while not self._stop.is_set():
                 batch = await registry.getmany(timeout_ms=POLL_MS)

@@ -33,6 +33,7 @@ from frame_buffer_sdk.handlers import AnyProcessFn, Handler, Invoker, Processing
 from frame_buffer_sdk.kafka import ensure_topics, refused_for_good, refused_for_size, start_reliable_producer
 from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED_OK, PROCESSING_SECONDS
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
+from frame_buffer_sdk.offsets import start_uncommitted_at_first
 from frame_buffer_sdk.pixels import PixelStore, missing_pixels
 from frame_buffer_sdk.settings import ProcessorSettings
 from frame_buffer_sdk.telemetry import PROCESS, context_from_headers, headers_for, messaging_attributes, tracer
@@ -102,10 +103,13 @@ class PipelineConfig:
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands partitions over only between batches, so the batch in hand still commits."""
+    """Hands partitions over only between batches, so the batch in hand still commits. A
+    partition the group never committed starts at its first record, not at the broker's
+    earliest offset, which Tansu may answer past a first batch (frame_buffer_sdk.offsets)."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, consumer: AIOKafkaConsumer) -> None:
         self._lock = lock
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
@@ -114,6 +118,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
+        await start_uncommitted_at_first(self._consumer, assigned)
 
 
 class FramePipeline:
@@ -183,7 +188,7 @@ class FramePipeline:
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
-        consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock))
+        consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock, consumer))
         self._producer = await start_reliable_producer(
             s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2, security=s.kafka_security
         )

@@ -31,6 +31,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
 from frame_buffer_sdk.models import FrameResult
+from frame_buffer_sdk.offsets import start_uncommitted_at_first
 from frame_buffer_sdk.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,19 @@ class RecentKeys:
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, reader: ResultsReader) -> None:
+    """Commits before partitions go; a new group's partitions (from_beginning) start at their
+    first record, not at the broker's earliest offset (frame_buffer_sdk.offsets)."""
+
+    def __init__(self, reader: ResultsReader, consumer: AIOKafkaConsumer) -> None:
         self._reader = reader
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self._reader.commit()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        if self._reader.from_beginning:
+            await start_uncommitted_at_first(self._consumer, assigned)
 
 
 class ResultsReader:
@@ -127,7 +133,7 @@ class ResultsReader:
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
-        consumer.subscribe([self.topic], listener=_CommitOnRevoke(self))
+        consumer.subscribe([self.topic], listener=_CommitOnRevoke(self, consumer))
         try:
             await consumer.start()
         except BaseException:

@@ -3,8 +3,9 @@ and camera order checked too (`make test-faults`; `make test` runs the burst ver
 tests/integration/test_orchestrator_failures.py).
 
 In one clean-clone run the replica case missed 18 det pairs that the workers' results counter
-had counted (processed 846 = routed 846) but a reader from the topic's start never saw in 150 s;
-not yet explained (reader or broker), so it stays out of `make test` until it is.
+had counted: the first batch of a results partition, which the tests' reader skipped by starting
+where Tansu's ListOffsets(earliest) said (the batch stored first, not the lowest offset). Reads
+from the start now begin at offset 0 (frame_buffer_sdk.offsets, tests/integration/test_read_from_start.py).
 
 Every valid frame must be processed exactly once per capability it needs, by a processor
 with that capability, or be dead-lettered with a reason. Counted exactly, with the stats

@@ -24,6 +24,7 @@ from core.settings import Settings
 from devtools.devstack import free_port
 from devtools.processes import ChildProcess, settings_env
 from frame_buffer_sdk.models import FrameEvent
+from frame_buffer_sdk.offsets import subscribe_from_first
 from tests.conftest import TEST_API_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,19 +157,19 @@ def pixels_of(frame: FrameEvent) -> bytes:
 
 
 async def assign_from_start(consumer: AIOKafkaConsumer, topic: str, within: float = 30.0) -> None:
-    """Read every partition of ``topic`` from its start, once the topic exists.
+    """Read every partition of ``topic`` from its first record, once the topic exists.
 
     A consumer subscribed to a topic that does not exist yet only sees it at its next
     metadata refresh, five minutes later, so a test reading a topic that another process
     is about to create would time out. The consumer must be built with group_id=None and
-    auto_offset_reset="earliest".
+    auto_offset_reset="earliest". Each partition starts at offset 0, not at the broker's
+    earliest offset, which Tansu may answer past the first batch (frame_buffer_sdk.offsets).
     """
     deadline = time.monotonic() + within
     while topic not in await consumer.topics():
         assert time.monotonic() < deadline, f"topic {topic} was not created within {within} s"
         await asyncio.sleep(0.2)
-    # Subscribing now refreshes the metadata at once, and without a group every partition is ours.
-    consumer.subscribe([topic])
+    await subscribe_from_first(consumer, topic, within=max(1.0, deadline - time.monotonic()))
 
 
 async def read_topic(

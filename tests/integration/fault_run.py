@@ -60,6 +60,7 @@ STATEFUL = "tracking"
 MAX_BATCH = next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "max_batch")
 SEND_RATE = 100  # frames/s
 SEND_CHUNK = 20
+READ_ROUND_SECONDS = 20.0
 OWNER = {cap: pid for pid, (cap, _, _) in PROCESSORS.items()}
 
 
@@ -306,8 +307,14 @@ async def collect(pipeline: Pipeline, frames: list[FrameEvent], settle: float) -
     results: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         letters = await read_topic(settings, settings.dead_letter_topic, idle_seconds=1, max_seconds=10)
+        # A round at most READ_ROUND_SECONDS, then a fresh read from the start: on Tansu a reader at
+        # the head can be moved past a batch for good (README, "Tansu, as the code meets it").
         results = await read_topic(
-            settings, settings.results_topic, idle_seconds=10, max_seconds=deadline - time.monotonic(), until=accounted
+            settings,
+            settings.results_topic,
+            idle_seconds=10,
+            max_seconds=min(READ_ROUND_SECONDS, deadline - time.monotonic()),
+            until=accounted,
         )
         if accounted(results):
             break
