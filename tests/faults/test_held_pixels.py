@@ -126,7 +126,7 @@ async def test_a_held_frame_whose_pixels_are_gone_is_dead_lettered_pixels_expire
     assert [(d["reason"], d["frame_id"], d["capability"]) for d in letters] == [("pixels_expired", "late", CAP)]
     assert key in letters[0]["detail"] and "held" in letters[0]["detail"]
     assert sent.values(ready(s, "det-a")) == []
-    counters = built.orch.counters
+    counters = built.orch.stats.totals()
     assert counters.dead_lettered == {"pixels_expired": 1} and counters.captured == 1  # the stats balance
 
 
