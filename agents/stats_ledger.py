@@ -62,10 +62,10 @@ class SnapshotStore:
         self._send(partition)
 
     def _send(self, partition: int) -> None:
+        if partition in self._in_flight:
+            return  # sent when the record in flight settles
         due = self._due.pop(partition, None)
-        if not due or partition in self._in_flight:
-            if due:
-                self._due[partition] = due
+        if not due:
             return
         mine = self._mine.setdefault(partition, {})
         mine.update({name: snap for name, (_, snap) in due.items()})

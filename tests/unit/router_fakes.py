@@ -68,6 +68,22 @@ async def worker() -> AsyncIterator[tuple[WorkerApp, Sent]]:
     yield built, sent
 
 
+def registry_record(pid: str, status: str = "healthy", last_heartbeat: float | None = None) -> dict[str, Any]:
+    """A processor's registry value as fold_registry writes it (one capability, "x")."""
+    beat = datetime.fromtimestamp(last_heartbeat, UTC) if last_heartbeat is not None else datetime.now(UTC)
+    return {
+        "id": pid,
+        "capabilities": ["x"],
+        "capacity": 10,
+        "partitions": 1,
+        "topic": f"frames.ready.{pid}",
+        "consumer_group": f"processor.{pid}",
+        "status": status,
+        "last_heartbeat": beat.isoformat(),
+        "registered_at": beat.isoformat(),
+    }
+
+
 def view(
     pid: str, caps: set[str], *, lag: int = 0, level: Level = Level.NORMAL, healthy: bool = True, stateful: bool = False
 ) -> ProcessorView:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
 from unittest import mock
 
 from agents.routing import Router
@@ -12,21 +10,7 @@ from agents.watch_health import HealthWatch
 from app.configs import health_watch_config
 from core.settings import Settings
 from frame_buffer_sdk.models import ProcessorStatus
-
-
-def record(status: ProcessorStatus) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    return {
-        "id": "p1",
-        "capabilities": ["x"],
-        "capacity": 10,
-        "partitions": 1,
-        "topic": "frames.ready.p1",
-        "consumer_group": "processor.p1",
-        "status": status.value,
-        "last_heartbeat": now,
-        "registered_at": now,
-    }
+from tests.unit.router_fakes import registry_record
 
 
 async def test_draining_seen_first_does_not_stick_once_the_registry_says_healthy() -> None:
@@ -41,10 +25,10 @@ async def test_draining_seen_first_does_not_stick_once_the_registry_says_healthy
         value = orch.topics.load_reports.send.call_args.kwargs["value"]
         return str(json.loads(value)["status"])
 
-    orch.tables.registry.items.return_value = [("p1", record(ProcessorStatus.DRAINING))]
+    orch.tables.registry.items.return_value = [("p1", registry_record("p1", ProcessorStatus.DRAINING.value))]
     await watch.tick()
     assert reported_status() == "draining"
     # The processor's healthy heartbeat ended its draining in the registry (agents.registry_fold).
-    orch.tables.registry.items.return_value = [("p1", record(ProcessorStatus.HEALTHY))]
+    orch.tables.registry.items.return_value = [("p1", registry_record("p1", ProcessorStatus.HEALTHY.value))]
     await watch.tick()
     assert reported_status() == "healthy"

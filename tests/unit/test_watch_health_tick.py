@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from unittest import mock
 
@@ -16,24 +16,9 @@ from app.configs import health_watch_config
 from app.main import create_worker_app
 from core.settings import Settings
 from frame_buffer_sdk.models import ControlEvent, ProcessorStatus
-from tests.unit.router_fakes import Sent
+from tests.unit.router_fakes import Sent, registry_record
 
 SETTINGS = Settings(heartbeat_interval=5.0, heartbeat_misses=3)  # a 15 s deadline
-
-
-def record(last_heartbeat: float) -> dict[str, Any]:
-    beat = datetime.fromtimestamp(last_heartbeat, UTC).isoformat()
-    return {
-        "id": "p1",
-        "capabilities": ["x"],
-        "capacity": 10,
-        "partitions": 1,
-        "topic": "frames.ready.p1",
-        "consumer_group": "processor.p1",
-        "status": "healthy",
-        "last_heartbeat": beat,
-        "registered_at": beat,
-    }
 
 
 def leader(now: float, heartbeat_age: float, tick_age: float | None) -> tuple[HealthWatch, Any]:
@@ -46,7 +31,7 @@ def leader(now: float, heartbeat_age: float, tick_age: float | None) -> tuple[He
     with mock.patch("agents.watch_health.time.time", return_value=now - 60):
         watch = HealthWatch(orch, Router(), health_watch_config(SETTINGS))
     watch.sampler = mock.MagicMock(sample=mock.AsyncMock(return_value={}))
-    orch.tables.registry.items.return_value = [("p1", record(now - heartbeat_age))]
+    orch.tables.registry.items.return_value = [("p1", registry_record("p1", last_heartbeat=now - heartbeat_age))]
     tick = None if tick_age is None else fold_tick(tick_record(now - tick_age, "w-1"))
     orch.tables.heartbeat_path.get.side_effect = lambda key: tick if key == TABLE_KEY else None
     return watch, orch
