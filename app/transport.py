@@ -3,7 +3,7 @@
 Faust's own drain (``Consumer._drain_messages``) is kept as it is. A copy that handed records
 to the streams directly when nothing could wait was faster at 5,000 frames/s, but with acks
 gated on count snapshots it lost frames across a rebalance (a worker SIGKILLed mid-stream:
-the records it had been handed after the rebalance were never routed), so it was withdrawn.
+the survivor skipped records of the partitions it took over), so it was withdrawn.
 
 Faust builds its consumer with fetch_max_wait_ms=1500 and no setting to change it. Apache
 Kafka answers a fetch as soon as data arrives, so there it only bounds idle polling; a

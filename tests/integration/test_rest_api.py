@@ -68,6 +68,14 @@ async def test_processor_lifecycle_over_rest(worker_url: tuple[Cluster, str]) ->
 
     status, _ = await http_json("DELETE", f"{api}/yolo-v8")
     assert status == 204
+
+    # DELETE waits up to READ_YOUR_WRITE_SECONDS (10 s) for this worker's registry copy; on a
+    # loaded CI host the fold once lagged past that, so wait for the copy before the repeat.
+    async def gone() -> bool:
+        status, _ = await http_json("GET", f"{api}/yolo-v8")
+        return status == 404
+
+    await wait_until(gone, 30, what="the deleted processor gone from the registry")
     status, _ = await http_json("DELETE", f"{api}/yolo-v8")
     assert status == 404
     status, _ = await http_json("GET", f"{api}/yolo-v8")
