@@ -289,9 +289,14 @@ def register_web(orch: Orchestrator, config: WebConfig) -> None:
             except BodyError as exc:
                 return unprocessable(self, exc.errors)
             await publish(ControlEvent(kind="deregister", processor_id=processor_id, replica=replica))
-            await wait_registry(
-                processor_id, lambda r: r is None or (replica is not None and replica not in r.get("replicas", {}))
-            )
+
+            def applied(r: dict[str, Any] | None) -> bool:
+                return r is None or (replica is not None and replica not in r.get("replicas", {}))
+
+            if not applied(await wait_registry(processor_id, applied)):
+                # On the control topic, so it will apply; 204 would claim reads show it already.
+                detail = "deregistration accepted; the registry has not applied it yet"
+                return self.json({"detail": detail}, status=202)
             return self.bytes(b"", status=204)
 
     @app.page("/api/v1/frames/stats")

@@ -28,13 +28,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import aiohttp
 from prometheus_client import start_http_server
 
-from frame_buffer_sdk.api import OrchestratorAPI
+from frame_buffer_sdk.api import OrchestratorAPI, RegistrationAbandoned
 from frame_buffer_sdk.handlers import AnyProcessFn, BatchProcessFn, Handler, Hook, call_hook, check_options
 from frame_buffer_sdk.heap import freeze_long_lived
 from frame_buffer_sdk.metrics import register_v1_aliases, set_build_info
@@ -167,7 +167,9 @@ class ProcessorClient:
         orchestrator has forgotten this processor. Retries up to ``register_timeout``."""
         if self._api is None:
             raise RuntimeError("register() needs run(register=True)")
-        record = await self._api.register(self.spec, within=self.register_timeout, replica=self.replica)
+        record = await self._api.register(
+            self.spec, within=self.register_timeout, replica=self.replica, stop=self._stop
+        )
         self.record = record
         # The orchestrator's answer is authoritative (it may map ids to topics differently).
         self.topic = str(record.get("topic") or self.topic)
@@ -232,7 +234,15 @@ class ProcessorClient:
         async with aiohttp.ClientSession() as session:
             self._api = OrchestratorAPI(session, self.settings.orchestrator_url, self.settings.orchestrator_token)
             try:
-                if not await self._until_stopped(self.register()):
+                try:
+                    await self.register()
+                except RegistrationAbandoned as exc:
+                    log.info("%s", exc)
+                if self._stop.is_set():
+                    # Stopped while registering (a pod's SIGTERM right after its start): the
+                    # orchestrator may hold this replica already, so it leaves as any replica does.
+                    if self.deregister_on_stop:
+                        await self._leave()
                     return
                 beats = asyncio.create_task(self._heartbeats(), name=f"heartbeat-{self.processor_id}")
                 try:
@@ -247,22 +257,6 @@ class ProcessorClient:
                     await self._deregister()
             finally:
                 self._api = None
-
-    async def _until_stopped(self, work: Coroutine[Any, Any, Any]) -> bool:
-        """Runs ``work`` unless a stop comes first (e.g. SIGTERM while still registering)."""
-        task = asyncio.ensure_future(work)
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return False
-        task.result()
-        return True
 
     async def _heartbeats(self) -> None:
         """Every HEARTBEAT_INTERVAL while running; once stop is asked, one "draining" beat
@@ -279,10 +273,20 @@ class ProcessorClient:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.settings.heartbeat_interval)
         if not self.deregister_on_stop:
             return  # another replica goes on under this id: it is not draining
+        await self._say_draining()
+
+    async def _say_draining(self) -> None:
+        assert self._api is not None
         try:
             await self._api.heartbeat(self.processor_id, ProcessorStatus.DRAINING.value, self.replica)
         except Exception as exc:
             log.warning("draining heartbeat of %s failed: %r", self.processor_id, exc)
+
+    async def _leave(self) -> None:
+        """The draining beat first: with ADMIN_TOKEN set, the orchestrator lets a processor
+        deregister itself only once it shows draining."""
+        await self._say_draining()
+        await self._deregister()
 
     async def _deregister(self) -> None:
         assert self._api is not None

@@ -67,10 +67,10 @@ async def test_processor_lifecycle_over_rest(worker_url: tuple[Cluster, str]) ->
     assert status == 404
 
     status, _ = await http_json("DELETE", f"{api}/yolo-v8")
-    assert status == 204
+    # 204 once this worker's registry copy shows it gone, within READ_YOUR_WRITE_SECONDS (10 s);
+    # 202 when the fold lags past that (seen once on a loaded CI host): accepted, applied later.
+    assert status in (202, 204)
 
-    # DELETE waits up to READ_YOUR_WRITE_SECONDS (10 s) for this worker's registry copy; on a
-    # loaded CI host the fold once lagged past that, so wait for the copy before the repeat.
     async def gone() -> bool:
         status, _ = await http_json("GET", f"{api}/yolo-v8")
         return status == 404
