@@ -286,8 +286,6 @@ class FrameRouting:
             return
         frame = decoded
         rerouted_from = frame.metadata.get("rerouted_from")
-        if not rerouted_from:
-            self.orch.counters.captured += 1
         partition: int = event.message.partition
         tp = event.message.tp
         affinity = self._affinity(frame.camera_id)
@@ -309,9 +307,11 @@ class FrameRouting:
             headers = _frame_headers(frame)
         now = time.time()
         sends: list[asyncio.Future[Any]] = []
+        repeated = 0
         try:
             for decision in decisions:
                 if self._is_duplicate(partition, frame, decision.capability, rerouted_from, origin, now):
+                    repeated += 1
                     continue
                 if decision.action is Action.HOLD and (decision.protected or rerouted_from):
                     decision, gone = await self._wait_for_room(frame, decision, affinity, in_hand)
@@ -347,6 +347,10 @@ class FrameRouting:
         finally:
             if span is not None:
                 _end_on_ack(span, sends)
+        # A frame every pair of which came before in another record (the bridge mirroring again
+        # after a Redis restart) was captured once already; its repeats count as deduplicated.
+        if not rerouted_from and not (decisions and repeated == len(decisions)):
+            self.orch.counters.captured += 1
         if affinity_changed:
             # Reassign, never mutate in place: only assignments reach the changelog.
             self.orch.tables.affinity[frame.camera_id] = affinity
