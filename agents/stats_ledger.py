@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from core.context import Orchestrator
-from core.ledger import Snapshot, Source, SourceCounts, source_name
+from core.ledger import Snapshot, Source, SourceCounts, best, source_name
 from tables.frame_counts import key_partition, snapshot_key
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,46 @@ class SnapshotStore:
         self._mine: dict[int, dict[str, Snapshot]] = {}
         self._due: dict[int, dict[str, tuple[SourceCounts, Snapshot]]] = {}
         self._in_flight: set[int] = set()
+        # Keys of writers whose every snapshot another covers: deleted once, one record at a time.
+        self._stale: dict[int, list[str]] = {}
+        self._pruned: set[str] = set()
 
     def load(self, source: Source) -> list[Snapshot]:
         """Every writer's snapshot of the source found in the table, recovered before the stream resumed."""
         name = source_name(source)
-        found: dict[str, Snapshot] = {}
-        for key, value in self.table.items():
-            if not isinstance(key, str) or not isinstance(value, dict) or key_partition(key) != source[1]:
-                continue
-            snap = value.get(name)
-            if isinstance(snap, dict):
-                found[key.partition("@")[2]] = snap
+        partition = source[1]
+        by_writer = self._partition_keys(partition)
+        found = {key.partition("@")[2]: v[name] for key, v in by_writer.items() if isinstance(v.get(name), dict)}
         log.info(
             "counts of %s start from %s", name, sorted((s.get("covered"), w) for w, s in found.items()) or "nothing"
         )
+        self._prune(partition, by_writer)
         return list(found.values())
+
+    def _partition_keys(self, partition: int) -> dict[str, dict[str, Any]]:
+        return {
+            key: value
+            for key, value in self.table.items()
+            if isinstance(key, str) and isinstance(value, dict) and key_partition(key) == partition
+        }
+
+    def _prune(self, partition: int, by_writer: dict[str, dict[str, Any]]) -> None:
+        """Every boot of a worker writes under its own key, so each restart adds one per partition.
+        A key none of whose snapshots is the best of its source can never win again: delete it."""
+        winners: set[str] = set()
+        names = {name for value in by_writer.values() for name, snap in value.items() if isinstance(snap, dict)}
+        for name in names:
+            held = {key: value[name] for key, value in by_writer.items() if isinstance(value.get(name), dict)}
+            top = best(held.values())
+            winners.update(key for key, snap in held.items() if snap is top)
+        # Never this boot's own key: a snapshot of ours may be queued before the delete.
+        mine = snapshot_key(partition, self.writer)
+        stale = [key for key in by_writer if key not in winners and key not in self._pruned and key != mine]
+        if stale:
+            log.info("count snapshots of partition %d: %d outdated writers deleted", partition, len(stale))
+            self._pruned.update(stale)
+            self._stale.setdefault(partition, []).extend(stale)
+            self._send(partition)
 
     def persist(self, state: SourceCounts, snap: Snapshot) -> None:
         partition = state.source[1]
@@ -66,6 +91,7 @@ class SnapshotStore:
             return  # sent when the record in flight settles
         due = self._due.pop(partition, None)
         if not due:
+            self._send_tombstone(partition)
             return
         mine = self._mine.setdefault(partition, {})
         mine.update({name: snap for name, (_, snap) in due.items()})
@@ -85,6 +111,28 @@ class SnapshotStore:
                     ledger.failed(state, snap["covered"])
             if failure is not None:
                 log.warning("count snapshots of partition %d not delivered (%r): taken again", partition, failure)
+            self._send(partition)
+
+        fut.add_done_callback(done)
+
+    def _send_tombstone(self, partition: int) -> None:
+        stale = self._stale.get(partition)
+        if not stale:
+            return
+        key = stale.pop()
+        if not stale:
+            del self._stale[partition]
+        self._in_flight.add(partition)
+        # "raw", as Faust's own deletes: a real tombstone, so compaction drops the key.
+        fut = self.table.changelog_topic.send_soon(key=key, value=None, partition=partition, value_serializer="raw")
+
+        def done(f: Any) -> None:
+            self._in_flight.discard(partition)
+            failure = f.exception() if not f.cancelled() else RuntimeError("cancelled")
+            if failure is not None:
+                # Harmless to keep: an outdated snapshot never wins; the next load tries again.
+                log.warning("outdated count snapshot %s not deleted (%r)", key, failure)
+                self._pruned.discard(key)
             self._send(partition)
 
         fut.add_done_callback(done)
