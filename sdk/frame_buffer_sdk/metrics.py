@@ -40,6 +40,12 @@ FRAMES_PROCESSED_OK = Counter(
     "Frames a processor finished and published a result for (its dead letters: frame_buffer_dead_lettered_total)",
     ["processor_id"],
 )
+OFFSET_GAPS = Counter(
+    "frame_buffer_processor_offset_gaps_total",
+    "Fetches of a processor's topic whose offsets jumped ahead: fetched again (refetched), or"
+    " offsets given up on after the retries (given_up)",
+    ["processor_id", "outcome"],
+)
 
 BUILD_INFO = Gauge(
     "frame_buffer_build_info",

@@ -29,9 +29,16 @@ from redis.exceptions import RedisError
 
 from frame_buffer_sdk.done import DoneMarkers
 from frame_buffer_sdk.frame import Frame, RejectFrame
+from frame_buffer_sdk.gaps import GapGuard
 from frame_buffer_sdk.handlers import AnyProcessFn, Handler, Invoker, ProcessingTimeout, as_handler, check_options
 from frame_buffer_sdk.kafka import ensure_topics, refused_for_good, refused_for_size, start_reliable_producer
-from frame_buffer_sdk.metrics import DEAD_LETTERED, END_TO_END_SECONDS, FRAMES_PROCESSED_OK, PROCESSING_SECONDS
+from frame_buffer_sdk.metrics import (
+    DEAD_LETTERED,
+    END_TO_END_SECONDS,
+    FRAMES_PROCESSED_OK,
+    OFFSET_GAPS,
+    PROCESSING_SECONDS,
+)
 from frame_buffer_sdk.models import PROCESSOR_SOURCE, DeadLetter, FrameResult, RoutedFrame, utcnow
 from frame_buffer_sdk.offsets import start_uncommitted_at_first
 from frame_buffer_sdk.pixels import PixelStore, missing_pixels
@@ -107,9 +114,10 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     partition the group never committed starts at its first record, not at the broker's
     earliest offset, which Tansu may answer past a first batch (frame_buffer_sdk.offsets)."""
 
-    def __init__(self, lock: asyncio.Lock, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, lock: asyncio.Lock, consumer: AIOKafkaConsumer, gaps: GapGuard[TopicPartition]) -> None:
         self._lock = lock
         self._consumer = consumer
+        self._gaps = gaps
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
@@ -118,6 +126,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
+        self._gaps.reset(assigned)
         await start_uncommitted_at_first(self._consumer, assigned)
 
 
@@ -145,6 +154,7 @@ class FramePipeline:
         )
         self._tracer = tracer("processor")
         self._lock = asyncio.Lock()
+        self._gaps: GapGuard[TopicPartition] = GapGuard()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pixels = PixelStore(settings.redis.client(socket_timeout=10))
@@ -160,6 +170,8 @@ class FramePipeline:
         self._processing_seconds = PROCESSING_SECONDS.labels(pid)
         self._end_to_end_seconds = END_TO_END_SECONDS.labels(pid)
         self._processed_ok = FRAMES_PROCESSED_OK.labels(pid)
+        self._gaps_refetched = OFFSET_GAPS.labels(pid, "refetched")
+        self._gaps_given_up = OFFSET_GAPS.labels(pid, "given_up")
 
     async def start(self) -> None:
         """Make sure the topics exist (a metadata request would create them with the broker's
@@ -188,7 +200,7 @@ class FramePipeline:
             rebalance_timeout_ms=int(s.broker_rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
-        consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock, consumer))
+        consumer.subscribe([c.topic], listener=_WaitForBatch(self._lock, consumer, self._gaps))
         self._producer = await start_reliable_producer(
             s.bootstrap_servers, f"processor-{c.processor_id}", linger_ms=2, security=s.kafka_security
         )
@@ -281,6 +293,7 @@ class FramePipeline:
         skipped: their new owner reads them from the last commit."""
         consumer = self._require_consumer()
         owned = consumer.assignment()
+        self._close_gaps(consumer, batch, owned)
         records = [record for tp, part in batch.items() if tp in owned for record in part]
         if not records:
             return
@@ -478,6 +491,26 @@ class FramePipeline:
         )
         return ack
 
+    def _close_gaps(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        owned: set[TopicPartition],
+    ) -> None:
+        """A partition's records past a gap in its offsets are left out (in place) and fetched
+        again from the gap: committing past it would lose the frames in it."""
+        given_up = self._gaps.accepted
+        for tp, part in batch.items():
+            if tp not in owned:
+                continue
+            kept, again = self._gaps.contiguous(tp, part)
+            if again is not None:
+                batch[tp] = list(kept)
+                consumer.seek(tp, again)
+                self._gaps_refetched.inc()
+        if self._gaps.accepted > given_up:
+            self._gaps_given_up.inc(self._gaps.accepted - given_up)
+
     def _discard_outbox(self) -> None:
         """The batch will be processed again: what it would have published is dropped."""
         outbox, self._outbox = self._outbox, []
@@ -494,6 +527,7 @@ class FramePipeline:
         for tp, part in batch.items():
             if tp in owned and part:
                 consumer.seek(tp, part[0].offset)
+                self._gaps.rewound(tp, part[0].offset)
         await asyncio.sleep(_RETRY_SECONDS)
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
