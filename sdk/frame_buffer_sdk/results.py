@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
+from frame_buffer_sdk.gaps import GapGuard
 from frame_buffer_sdk.models import FrameResult
 from frame_buffer_sdk.offsets import start_uncommitted_at_first
 from frame_buffer_sdk.settings import ProcessorSettings
@@ -80,6 +81,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._reader.commit()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._reader.gaps.reset(assigned)
         if self._reader.from_beginning:
             await start_uncommitted_at_first(self._consumer, assigned)
 
@@ -115,6 +117,8 @@ class ResultsReader:
         self.duplicates = 0
         self.invalid = 0
         self._recent = RecentKeys(window)
+        # Results past a gap in a fetch are read again from it (frame_buffer_sdk.gaps).
+        self.gaps: GapGuard[TopicPartition] = GapGuard()
         self._consumer: AIOKafkaConsumer | None = None
         # Next offset to commit per partition: records handed out and asked past, or skipped.
         self._handled: dict[TopicPartition, int] = {}
@@ -179,6 +183,10 @@ class ResultsReader:
             except ConsumerStoppedError:  # stop() from another task ends the iteration
                 raise StopAsyncIteration from None
             tp = TopicPartition(record.topic, record.partition)
+            _, again = self.gaps.contiguous(tp, [record])
+            if again is not None:
+                consumer.seek(tp, again)
+                continue
             try:
                 result = FrameResult.model_validate_json(record.value or b"")
             except ValidationError as exc:
