@@ -53,15 +53,22 @@ def fold_control(current: dict[str, Any] | None, event: ControlEvent, config: Re
             raise UnknownProcessor(event.processor_id)
         spec = event.spec
         partitions = spec.partitions or (record.partitions if record else config.processor_partitions)
+        if event.kind == "register":
+            # A register may name its status: an import arrives unhealthy in one event, so no
+            # reader ever sees it healthy before its first heartbeat.
+            status = event.status or ProcessorStatus.HEALTHY
+            reason = event.reason if event.status is not None else "registered"
+        else:
+            status, reason = record.status, record.status_reason  # type: ignore[union-attr]
         return ProcessorRecord(
             **spec.model_dump(exclude={"partitions"}),
             partitions=partitions,
             topic=config.names.ready_topic(spec.id),
             consumer_group=config.names.processor_group(spec.id),
-            status=ProcessorStatus.HEALTHY if event.kind == "register" else record.status,  # type: ignore[union-attr]
+            status=status,
             last_heartbeat=event.at,
             registered_at=record.registered_at if record else event.at,
-            status_reason="registered" if event.kind == "register" else record.status_reason,  # type: ignore[union-attr]
+            status_reason=reason,
             replicas=replicas,
         ).model_dump(mode="json")
     if record is None:

@@ -77,16 +77,18 @@ async def register_processors(p: Plan, config: MigrateConfig, producer: AIOKafka
     stale = utcnow() - timedelta(seconds=config.heartbeat_interval * config.heartbeat_misses + 1)
     futures = []
     for spec in p.processors:
-        events = [
-            ControlEvent(kind="register", processor_id=spec.id, spec=spec, at=stale),
-            ControlEvent(
-                kind="status", processor_id=spec.id, status=ProcessorStatus.UNHEALTHY, reason=UNHEALTHY_REASON
-            ),
-        ]
-        for event in events:
-            futures.append(
-                await producer.send(config.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode())
-            )
+        # One event: a register then a status would show it healthy in between.
+        event = ControlEvent(
+            kind="register",
+            processor_id=spec.id,
+            spec=spec,
+            at=stale,
+            status=ProcessorStatus.UNHEALTHY,
+            reason=UNHEALTHY_REASON,
+        )
+        futures.append(
+            await producer.send(config.control_topic, key=spec.id.encode(), value=event.model_dump_json().encode())
+        )
     await asyncio.gather(*futures)
     await redis.hset(migration_marker_key(config.app_id), "registry_done", "1")  # type: ignore[misc]
 

@@ -28,6 +28,15 @@ def test_register_creates_record_with_topic_and_group() -> None:
     assert record["status"] == "healthy"
 
 
+def test_a_register_naming_its_status_arrives_in_it() -> None:
+    # The v1 import: unhealthy in the same event, never healthy before a heartbeat.
+    event = register().model_copy(update={"status": ProcessorStatus.UNHEALTHY, "reason": "imported from v1"})
+    record = fold_control(None, event, SETTINGS)
+    assert record is not None
+    assert (record["status"], record["status_reason"]) == ("unhealthy", "imported from v1")
+    assert fold_control(None, register(), SETTINGS)["status_reason"] == "registered"  # type: ignore[index]
+
+
 def test_reregister_updates_and_keeps_registered_at() -> None:
     first = fold_control(None, register(at=T0), SETTINGS)
     later = T0 + timedelta(minutes=5)
